@@ -1,0 +1,187 @@
+//! Errors of the U-Net crate: an invalid [`UnetConfig`](crate::UnetConfig) ([`UnetError`]) and a
+//! failed checkpoint import/export ([`ImportError`]).
+//!
+//! The model itself follows Ho et al. 2020, "Denoising Diffusion Probabilistic Models",
+//! arXiv:2006.11239v2, Appendix B.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// A [`UnetConfig`](crate::UnetConfig) that cannot build a working U-Net.
+///
+/// Returned by [`UnetConfig::validate`](crate::UnetConfig::validate) and
+/// [`UnetConfig::try_init`](crate::UnetConfig::try_init); each variant names the offending field.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum UnetError {
+    /// A size that must be positive is zero.
+    #[error("`{field}` is 0; it must be at least 1")]
+    Zero {
+        /// The config field, e.g. `block_out_channels[1]`.
+        field: String,
+    },
+    /// A list is empty or its length does not match another list's.
+    #[error("`{field}` has {len} entries; expected {expected} (one per level of `block_out_channels`)")]
+    Length {
+        /// The config field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The length it must have.
+        expected: usize,
+    },
+    /// A channel count is not a multiple of what it is divided by.
+    #[error("`{field}` = {value} is not divisible by `{divisor_field}` = {divisor}")]
+    NotDivisible {
+        /// The field holding the channel count, e.g. `block_out_channels[2]`.
+        field: String,
+        /// The channel count.
+        value: usize,
+        /// The field holding the divisor (`norm_num_groups`, `attention_head_dim`).
+        divisor_field: &'static str,
+        /// The divisor.
+        divisor: usize,
+    },
+    /// The down-sampling path of `sample_size` does not line up with the up-sampling path.
+    #[error(
+        "`sample_size` = {sample_size}: level {level} is {size}x{size}, which down-samples to \
+         {down}x{down} and up-samples back to {up}x{up}, so the skip connections would not line \
+         up; use a size divisible by {multiple}"
+    )]
+    SampleSize {
+        /// The configured sample size.
+        sample_size: usize,
+        /// The level at which the mismatch happens (0 = full resolution).
+        level: usize,
+        /// The spatial size at that level.
+        size: usize,
+        /// The size after the stride-2 down-sampling.
+        down: usize,
+        /// The size after nearest ×2 up-sampling of `down`.
+        up: usize,
+        /// A multiple that always works (2^(levels − 1)).
+        multiple: usize,
+    },
+    /// A real-valued field is out of its range.
+    #[error("`{field}` = {value}; expected {expected}")]
+    OutOfRange {
+        /// The config field.
+        field: &'static str,
+        /// Its value.
+        value: f64,
+        /// The allowed range, in words.
+        expected: &'static str,
+    },
+    /// A preset name the CLI does not know.
+    #[error("unknown U-Net preset `{name}`; expected one of: {known}")]
+    UnknownPreset {
+        /// The requested name.
+        name: String,
+        /// The known names, comma separated.
+        known: &'static str,
+    },
+}
+
+/// A checkpoint that could not be read, converted or written.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum ImportError {
+    /// Reading or writing a file failed.
+    #[error("cannot access {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON config could not be parsed or written.
+    #[error("invalid JSON in {path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A diffusers `config.json` uses a feature this U-Net does not implement.
+    #[error("unsupported diffusers config: `{field}` = {value} (supported: {supported})")]
+    Unsupported {
+        /// The diffusers config key.
+        field: &'static str,
+        /// Its value, as JSON.
+        value: String,
+        /// What is supported, in words.
+        supported: &'static str,
+    },
+    /// The config describes a U-Net that cannot work.
+    #[error(transparent)]
+    InvalidConfig(#[from] UnetError),
+    /// A model directory holds no weights file this crate can read.
+    #[error(
+        "no weights in {dir}: expected diffusion_pytorch_model.safetensors or \
+         diffusion_pytorch_model.bin (diffusers), or unet.bpk (native)"
+    )]
+    NoWeights {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A path is neither a diffusers model directory nor a native checkpoint.
+    #[error("{path} is not a diffusers model directory (config.json) nor a native checkpoint (unet_config.json)")]
+    UnknownFormat {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The checkpoint has no tensor for a parameter of the model.
+    #[error("checkpoint {path} has no tensor `{key}` (and {more} more missing)")]
+    MissingKey {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The first missing key, in diffusers naming.
+        key: String,
+        /// How many other keys are missing.
+        more: usize,
+    },
+    /// The checkpoint has a tensor the model does not know.
+    #[error("checkpoint {path} has unexpected tensor `{key}` (and {more} more unexpected)")]
+    UnexpectedKey {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The first unexpected key, in diffusers naming.
+        key: String,
+        /// How many other keys are unexpected.
+        more: usize,
+    },
+    /// A tensor's shape differs from the parameter's.
+    #[error("tensor `{key}` in {path} has shape {found:?}; the model expects {expected:?}")]
+    ShapeMismatch {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The key, in diffusers naming.
+        key: String,
+        /// The parameter's shape (PyTorch layout for diffusers files).
+        expected: Vec<usize>,
+        /// The tensor's shape in the file.
+        found: Vec<usize>,
+    },
+    /// A tensor could not be converted (dtype, corrupt data).
+    #[error("tensor `{key}` in {path}: {message}")]
+    Tensor {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// burn-store's description.
+        message: String,
+    },
+    /// burn-store's safetensors reader or writer failed.
+    #[error("safetensors store: {0}")]
+    Safetensors(#[from] burn_store::SafetensorsStoreError),
+    /// burn-store's PyTorch reader failed.
+    #[error("PyTorch store: {0}")]
+    Pytorch(#[from] burn_store::PytorchStoreError),
+    /// burn-store's Burnpack reader or writer failed.
+    #[error("burnpack store: {0}")]
+    Burnpack(#[from] burn_store::BurnpackError),
+}

@@ -1,0 +1,324 @@
+//! Loading U-Net weights: diffusers `UNet2DModel` directories (safetensors or PyTorch `.bin`,
+//! current and pre-0.14 attention key names) and this crate's native checkpoints, into the
+//! DDPM U-Net of Ho et al. 2020 (arXiv:2006.11239v2).
+//!
+//! Layout conversions (PyTorch Linear `[out, in]` ↔ Burn `[in, out]`, GroupNorm
+//! `weight/bias` ↔ `gamma/beta`) are burn-store's `PyTorchToBurnAdapter`; the only key renames
+//! are `to_out.0` ↔ `to_out` and the legacy `query/key/value/proj_attn`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn_store::{
+    ApplyError, ApplyResult, BurnpackStore, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
+    PytorchStore, SafetensorsStore,
+};
+
+use crate::{DiffusersUnetConfig, ImportError, Unet, UnetConfig};
+
+/// diffusers' config file name.
+pub const DIFFUSERS_CONFIG: &str = "config.json";
+/// diffusers' safetensors weights file name.
+pub const DIFFUSERS_SAFETENSORS: &str = "diffusion_pytorch_model.safetensors";
+/// diffusers' PyTorch pickle weights file name.
+pub const DIFFUSERS_BIN: &str = "diffusion_pytorch_model.bin";
+/// Native checkpoint: the [`UnetConfig`] as JSON.
+pub const NATIVE_CONFIG: &str = "unet_config.json";
+/// Native checkpoint: the weights in Burn's burnpack format.
+pub const NATIVE_WEIGHTS: &str = "unet.bpk";
+
+/// The on-disk formats a U-Net can be read from and written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelFormat {
+    /// A diffusers `UNet2DModel` directory: `config.json` + `diffusion_pytorch_model.safetensors`
+    /// (or `.bin`).
+    Diffusers,
+    /// This crate's checkpoint directory: `unet_config.json` + `unet.bpk`.
+    Native,
+}
+
+impl ModelFormat {
+    /// Detects the format of a model directory (a file path stands for its directory).
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::UnknownFormat`] if neither config file is there.
+    pub fn detect(path: impl AsRef<Path>) -> Result<Self, ImportError> {
+        let dir = model_dir(path.as_ref());
+        if dir.join(NATIVE_CONFIG).is_file() {
+            Ok(Self::Native)
+        } else if dir.join(DIFFUSERS_CONFIG).is_file() {
+            Ok(Self::Diffusers)
+        } else {
+            Err(ImportError::UnknownFormat {
+                path: path.as_ref().to_path_buf(),
+            })
+        }
+    }
+}
+
+/// The directory of a model path: the path itself, or the parent of a file.
+pub(crate) fn model_dir(path: &Path) -> PathBuf {
+    if path.is_file() {
+        path.parent().map_or_else(PathBuf::new, Path::to_path_buf)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+pub(crate) fn read_to_string(path: &Path) -> Result<String, ImportError> {
+    std::fs::read_to_string(path).map_err(|source| ImportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a diffusers `config.json` (a directory stands for its `config.json`) into a validated
+/// [`UnetConfig`].
+///
+/// # Errors
+///
+/// I/O and JSON errors, [`ImportError::Unsupported`] for features this U-Net lacks,
+/// [`ImportError::InvalidConfig`] for a config that cannot work.
+pub fn read_diffusers_config(path: impl AsRef<Path>) -> Result<UnetConfig, ImportError> {
+    let path = path.as_ref();
+    let file = if path.is_dir() {
+        path.join(DIFFUSERS_CONFIG)
+    } else {
+        path.to_path_buf()
+    };
+    let text = read_to_string(&file)?;
+    let diffusers: DiffusersUnetConfig =
+        serde_json::from_str(&text).map_err(|source| ImportError::Json { path: file, source })?;
+    UnetConfig::try_from(&diffusers)
+}
+
+/// Reads the [`UnetConfig`] of any model directory ([`ModelFormat::detect`]).
+///
+/// # Errors
+///
+/// As [`read_diffusers_config`], or an invalid native config.
+pub fn read_config(path: impl AsRef<Path>) -> Result<UnetConfig, ImportError> {
+    let dir = model_dir(path.as_ref());
+    match ModelFormat::detect(&dir)? {
+        ModelFormat::Diffusers => read_diffusers_config(&dir),
+        ModelFormat::Native => {
+            let file = dir.join(NATIVE_CONFIG);
+            let config: UnetConfig = serde_json::from_str(&read_to_string(&file)?)
+                .map_err(|source| ImportError::Json { path: file, source })?;
+            config.validate()?;
+            Ok(config)
+        }
+    }
+}
+
+/// Remaps checkpoint keys (current and legacy diffusers names) to the Burn module's paths.
+fn diffusers_to_burn_keys() -> KeyRemapper {
+    KeyRemapper::from_patterns(vec![
+        (r"(\.attentions\.\d+)\.query\.", "${1}.to_q."),
+        (r"(\.attentions\.\d+)\.key\.", "${1}.to_k."),
+        (r"(\.attentions\.\d+)\.value\.", "${1}.to_v."),
+        (r"(\.attentions\.\d+)\.proj_attn\.", "${1}.to_out."),
+        (r"\.to_out\.0\.", ".to_out."),
+    ])
+    .expect("valid regexes")
+}
+
+/// A Burn module path in diffusers naming (`to_out.0`, GroupNorm `weight/bias`).
+pub(crate) fn diffusers_key(burn_path: &str) -> String {
+    let path = burn_path.replace(".to_out.", ".to_out.0.");
+    if let Some(p) = path.strip_suffix(".gamma") {
+        format!("{p}.weight")
+    } else if let Some(p) = path.strip_suffix(".beta") {
+        format!("{p}.bias")
+    } else {
+        path
+    }
+}
+
+/// Turns burn-store's partial-load report into the first error, if any.
+fn check_applied(
+    result: &ApplyResult,
+    path: &Path,
+    pytorch_layout: bool,
+) -> Result<(), ImportError> {
+    let path = path.to_path_buf();
+    if let Some(err) = result.errors.first() {
+        return Err(match err {
+            ApplyError::ShapeMismatch {
+                path: key,
+                expected,
+                found,
+            } => {
+                let mut expected = expected.to_vec();
+                let mut found = found.to_vec();
+                // Linear weights: report both in the file's PyTorch [out, in] layout.
+                if pytorch_layout && expected.len() == 2 && key.ends_with(".weight") {
+                    expected.reverse();
+                    found.reverse();
+                }
+                ImportError::ShapeMismatch {
+                    path,
+                    key: diffusers_key(key),
+                    expected,
+                    found,
+                }
+            }
+            other => ImportError::Tensor {
+                path,
+                key: match other {
+                    ApplyError::DTypeMismatch { path, .. }
+                    | ApplyError::AdapterError { path, .. }
+                    | ApplyError::LoadError { path, .. }
+                    | ApplyError::ShapeMismatch { path, .. } => diffusers_key(path),
+                },
+                message: other.to_string(),
+            },
+        });
+    }
+    if let Some((key, _)) = result.missing.first() {
+        return Err(ImportError::MissingKey {
+            path,
+            key: diffusers_key(key),
+            more: result.missing.len() - 1,
+        });
+    }
+    if let Some(key) = result.unused.first() {
+        return Err(ImportError::UnexpectedKey {
+            path,
+            key: diffusers_key(key),
+            more: result.unused.len() - 1,
+        });
+    }
+    Ok(())
+}
+
+impl<B: Backend> Unet<B> {
+    /// Loads a diffusers `UNet2DModel` directory: `config.json` and
+    /// `diffusion_pytorch_model.safetensors` (preferred) or `diffusion_pytorch_model.bin`.
+    ///
+    /// # Errors
+    ///
+    /// As [`read_diffusers_config`] and [`Unet::load_diffusers_weights`];
+    /// [`ImportError::NoWeights`] when the directory has no weights file.
+    ///
+    /// # Example
+    ///
+    /// ```no_run
+    /// use ddpm_unet::Unet;
+    /// # fn run<B: burn::tensor::backend::Backend>(device: &B::Device) -> Result<(), ddpm_unet::ImportError> {
+    /// let unet = Unet::<B>::from_diffusers("ddpm-cifar10-32/unet", device)?;
+    /// # Ok(()) }
+    /// ```
+    pub fn from_diffusers(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, ImportError> {
+        let dir = model_dir(dir.as_ref());
+        let config = read_diffusers_config(&dir)?;
+        let weights = [DIFFUSERS_SAFETENSORS, DIFFUSERS_BIN]
+            .iter()
+            .map(|f| dir.join(f))
+            .find(|p| p.is_file())
+            .ok_or_else(|| ImportError::NoWeights { dir: dir.clone() })?;
+        config.try_init(device)?.load_diffusers_weights(weights)
+    }
+
+    /// Loads a native checkpoint directory written by [`Unet::save`].
+    ///
+    /// # Errors
+    ///
+    /// I/O, JSON, invalid config, and missing, unexpected or mis-shaped tensors.
+    pub fn load(dir: impl AsRef<Path>, device: &B::Device) -> Result<Self, ImportError> {
+        let dir = model_dir(dir.as_ref());
+        let config = read_config(&dir)?;
+        config
+            .try_init(device)?
+            .load_native_weights(dir.join(NATIVE_WEIGHTS))
+    }
+
+    /// Loads a model directory in either format ([`ModelFormat::detect`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Unet::from_diffusers`] or [`Unet::load`].
+    pub fn load_any(path: impl AsRef<Path>, device: &B::Device) -> Result<Self, ImportError> {
+        match ModelFormat::detect(path.as_ref())? {
+            ModelFormat::Diffusers => Self::from_diffusers(path, device),
+            ModelFormat::Native => Self::load(path, device),
+        }
+    }
+
+    /// Replaces the weights with those of a diffusers state dict: a `.safetensors` file, or a
+    /// PyTorch `.bin`/`.pt`/`.pth` file read by burn-store's PyTorch reader (which parses the
+    /// pickle without executing it). Both the current (`to_q`, `to_k`, `to_v`, `to_out.0`) and
+    /// the pre-0.14 (`query`, `key`, `value`, `proj_attn`) attention names are accepted.
+    ///
+    /// # Errors
+    ///
+    /// [`ImportError::MissingKey`], [`ImportError::UnexpectedKey`] and
+    /// [`ImportError::ShapeMismatch`] (both shapes in PyTorch layout) name the first offending
+    /// key in diffusers naming; reader errors are passed on.
+    pub fn load_diffusers_weights(mut self, path: impl AsRef<Path>) -> Result<Self, ImportError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(ImportError::Io {
+                path: path.to_path_buf(),
+                source: std::io::Error::from(std::io::ErrorKind::NotFound),
+            });
+        }
+        let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
+        let result = if is_safetensors {
+            let mut store = SafetensorsStore::from_file(path)
+                .with_from_adapter(PyTorchToBurnAdapter)
+                .remap(diffusers_to_burn_keys())
+                .validate(false)
+                .allow_partial(true);
+            self.load_from(&mut store)?
+        } else {
+            let mut store = PytorchStore::from_file(path)
+                .remap(diffusers_to_burn_keys())
+                .map_indices_contiguous(false)
+                .validate(false)
+                .allow_partial(true);
+            self.load_from(&mut store)?
+        };
+        check_applied(&result, path, true)?;
+        Ok(self)
+    }
+
+    /// Replaces the weights with those of a burnpack file written by [`Unet::save`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Unet::load_diffusers_weights`], for burnpack files (Burn layout).
+    pub fn load_native_weights(mut self, path: impl AsRef<Path>) -> Result<Self, ImportError> {
+        let path = path.as_ref();
+        if !path.is_file() {
+            return Err(ImportError::NoWeights {
+                dir: path.to_path_buf(),
+            });
+        }
+        let mut store = BurnpackStore::from_file(path)
+            .validate(false)
+            .allow_partial(true);
+        let result = self.load_from(&mut store)?;
+        check_applied(&result, path, false)?;
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names() {
+        assert_eq!(
+            diffusers_key("mid_block.attentions.0.to_out.weight"),
+            "mid_block.attentions.0.to_out.0.weight"
+        );
+        assert_eq!(diffusers_key("conv_norm_out.gamma"), "conv_norm_out.weight");
+        assert_eq!(
+            diffusers_key("down_blocks.0.resnets.0.norm1.beta"),
+            "down_blocks.0.resnets.0.norm1.bias"
+        );
+    }
+}
