@@ -1,0 +1,29 @@
+//! `ddpm`: command-line front end of the `ddpm` workspace.
+//!
+//! Each subcommand lives in its own file under `commands/` and exposes a clap `Args`
+//! struct plus a `run` function; this file only wires them together.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+/// Denoising Diffusion Probabilistic Models (Ho et al. 2020) in pure Rust on Burn.
+#[derive(Parser, Debug)]
+#[command(name = "ddpm", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print (and optionally plot) a noise schedule's tables and inference timesteps.
+    Schedule(commands::schedule::ScheduleArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Schedule(args) => commands::schedule::run(args),
+    }
+}

@@ -1,0 +1,499 @@
+//! diffusers' `scheduler_config.json`, read into typed settings.
+//!
+//! [`DiffusersSchedulerConfig`] mirrors the JSON (every key optional); [`SchedulerConfig`] is the
+//! typed result, with each absent key taking diffusers' default *for the config's class*
+//! (`_class_name`), so a diffusers model directory samples the same way in both libraries.
+//! An unknown value is an error; an unknown key is ignored and reported.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{
+    BetaSchedule, PredictionType, ScheduleConfig, ScheduleError, TimestepSpacing, VarianceType,
+};
+
+/// The diffusers scheduler class a config was written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SchedulerClass {
+    /// `DDPMScheduler`: ancestral sampling (Ho et al. 2020, Algorithm 2).
+    #[default]
+    #[doc(alias = "DDPMScheduler")]
+    Ddpm,
+    /// `DDIMScheduler` (Song et al. 2021).
+    #[doc(alias = "DDIMScheduler")]
+    Ddim,
+    /// `DPMSolverMultistepScheduler` (Lu et al. 2022).
+    #[doc(alias = "DPMSolverMultistepScheduler")]
+    DpmSolverMultistep,
+}
+
+impl SchedulerClass {
+    /// diffusers' `_class_name`.
+    pub fn diffusers_name(self) -> &'static str {
+        match self {
+            Self::Ddpm => "DDPMScheduler",
+            Self::Ddim => "DDIMScheduler",
+            Self::DpmSolverMultistep => "DPMSolverMultistepScheduler",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Self, ScheduleError> {
+        match name {
+            "DDPMScheduler" => Ok(Self::Ddpm),
+            "DDIMScheduler" => Ok(Self::Ddim),
+            "DPMSolverMultistepScheduler" => Ok(Self::DpmSolverMultistep),
+            other => Err(ScheduleError::UnknownValue {
+                field: "_class_name",
+                value: other.to_string(),
+                expected: "DDPMScheduler, DDIMScheduler, DPMSolverMultistepScheduler",
+            }),
+        }
+    }
+}
+
+/// DPM-Solver's second-order update rule (diffusers `solver_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SolverType {
+    /// The midpoint rule (diffusers' default).
+    #[default]
+    Midpoint,
+    /// Heun's rule.
+    Heun,
+}
+
+/// A `scheduler_config.json` exactly as diffusers writes it: every key optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct DiffusersSchedulerConfig {
+    #[serde(rename = "_class_name", skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    #[serde(rename = "_diffusers_version", skip_serializing_if = "Option::is_none")]
+    pub diffusers_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_train_timesteps: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_start: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_end: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beta_schedule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trained_betas: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prediction_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub variance_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_sample: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_sample_range: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thresholding: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_thresholding_ratio: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_max_value: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestep_spacing: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub steps_offset: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rescale_betas_zero_snr: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub set_alpha_to_one: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub solver_order: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithm_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub solver_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lower_order_final: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_karras_sigmas: Option<bool>,
+    /// Every key this library does not read (reported, never an error).
+    #[serde(flatten)]
+    pub other: BTreeMap<String, Value>,
+}
+
+/// Typed sampler settings: the schedule plus how a sampler interprets and post-processes the
+/// model output. Defaults are the paper's (DDPM, ε, fixed_small, clip to [−1, 1]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SchedulerConfig {
+    /// Which diffusers scheduler the settings came from; picks the default sampler.
+    pub class: SchedulerClass,
+    /// T and β.
+    pub schedule: ScheduleConfig,
+    /// What the model predicts (paper: ε).
+    pub prediction_type: PredictionType,
+    /// Reverse-process variance for DDPM sampling (diffusers default: fixed_small).
+    pub variance_type: VarianceType,
+    /// Clip x̂₀ to ±`clip_sample_range` (original code and diffusers: true).
+    pub clip_sample: bool,
+    /// Clip range (1.0 for data in [−1, 1]).
+    pub clip_sample_range: f64,
+    /// Imagen's dynamic thresholding of x̂₀ (Saharia et al. 2022); default false.
+    pub thresholding: bool,
+    /// Percentile for dynamic thresholding (0.995).
+    pub dynamic_thresholding_ratio: f64,
+    /// Upper bound on the dynamic threshold (1.0).
+    pub sample_max_value: f64,
+    /// Inference timestep spacing (DDPM/DDIM: leading; DPM-Solver: linspace).
+    pub timestep_spacing: TimestepSpacing,
+    /// Offset added to `leading` timesteps (0; Stable Diffusion uses 1).
+    pub steps_offset: usize,
+    /// DDIM: use ᾱ = 1 for the step after the last (true) instead of ᾱ₀.
+    pub set_alpha_to_one: bool,
+    /// DPM-Solver order (2).
+    pub solver_order: usize,
+    /// DPM-Solver second-order rule (midpoint).
+    pub solver_type: SolverType,
+    /// DPM-Solver: use lower order for the final steps (true).
+    pub lower_order_final: bool,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self::class_defaults(SchedulerClass::Ddpm)
+    }
+}
+
+/// A parsed config and the keys of the file that were ignored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedSchedulerConfig {
+    /// The typed settings.
+    pub config: SchedulerConfig,
+    /// Keys present in the file that this library does not use, sorted.
+    pub ignored_keys: Vec<String>,
+}
+
+impl SchedulerConfig {
+    /// diffusers' defaults for `class` (the values its `__init__` uses for absent keys).
+    pub fn class_defaults(class: SchedulerClass) -> Self {
+        Self {
+            class,
+            schedule: ScheduleConfig::default(),
+            prediction_type: PredictionType::Epsilon,
+            variance_type: VarianceType::FixedSmall,
+            clip_sample: class != SchedulerClass::DpmSolverMultistep,
+            clip_sample_range: 1.0,
+            thresholding: false,
+            dynamic_thresholding_ratio: 0.995,
+            sample_max_value: 1.0,
+            timestep_spacing: if class == SchedulerClass::DpmSolverMultistep {
+                TimestepSpacing::Linspace
+            } else {
+                TimestepSpacing::Leading
+            },
+            steps_offset: 0,
+            set_alpha_to_one: true,
+            solver_order: 2,
+            solver_type: SolverType::Midpoint,
+            lower_order_final: true,
+        }
+    }
+
+    /// Reads `scheduler_config.json`, or `scheduler/scheduler_config.json` /
+    /// `scheduler_config.json` inside a directory.
+    ///
+    /// # Errors
+    /// [`ScheduleError::Io`]/[`ScheduleError::Json`] naming the file, or a validation error
+    /// naming the key.
+    pub fn load(path: impl AsRef<Path>) -> Result<LoadedSchedulerConfig, ScheduleError> {
+        let mut path = path.as_ref().to_path_buf();
+        if path.is_dir() {
+            let nested = path.join("scheduler").join("scheduler_config.json");
+            path = if nested.is_file() {
+                nested
+            } else {
+                path.join("scheduler_config.json")
+            };
+        }
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(&path).map_err(|source| ScheduleError::Io {
+            path: shown.clone(),
+            source,
+        })?;
+        Self::from_json_str_named(&text, &shown)
+    }
+
+    /// Parses the JSON text of a `scheduler_config.json`.
+    ///
+    /// # Errors
+    /// As [`SchedulerConfig::from_diffusers`], or [`ScheduleError::Json`].
+    pub fn from_json_str(text: &str) -> Result<LoadedSchedulerConfig, ScheduleError> {
+        Self::from_json_str_named(text, "<string>")
+    }
+
+    fn from_json_str_named(text: &str, path: &str) -> Result<LoadedSchedulerConfig, ScheduleError> {
+        let raw: DiffusersSchedulerConfig =
+            serde_json::from_str(text).map_err(|source| ScheduleError::Json {
+                path: path.to_string(),
+                source,
+            })?;
+        Self::from_diffusers(&raw)
+    }
+
+    /// Converts diffusers' raw config, filling absent keys with the class's defaults.
+    ///
+    /// # Errors
+    /// [`ScheduleError::UnknownValue`] for a value we do not implement (naming the key), and
+    /// every schedule validation error (the schedule is built once to check it).
+    pub fn from_diffusers(
+        raw: &DiffusersSchedulerConfig,
+    ) -> Result<LoadedSchedulerConfig, ScheduleError> {
+        let class = match &raw.class_name {
+            Some(name) => SchedulerClass::parse(name)?,
+            None => SchedulerClass::Ddpm,
+        };
+        let mut c = Self::class_defaults(class);
+        let t = raw.num_train_timesteps.unwrap_or(1000);
+        let beta_start = raw.beta_start.unwrap_or(1e-4);
+        let beta_end = raw.beta_end.unwrap_or(0.02);
+        let beta_schedule = match &raw.trained_betas {
+            Some(betas) => BetaSchedule::Custom {
+                betas: betas.clone(),
+            },
+            None => BetaSchedule::from_diffusers_name(
+                raw.beta_schedule.as_deref().unwrap_or("linear"),
+                beta_start,
+                beta_end,
+            )?,
+        };
+        c.schedule = ScheduleConfig {
+            num_train_timesteps: t,
+            beta_schedule,
+            rescale_betas_zero_snr: raw.rescale_betas_zero_snr.unwrap_or(false),
+        };
+        c.schedule.build()?;
+        if let Some(p) = &raw.prediction_type {
+            c.prediction_type = p.parse()?;
+        }
+        if let Some(v) = &raw.variance_type {
+            c.variance_type = v.parse()?;
+        }
+        if let Some(v) = raw.clip_sample {
+            c.clip_sample = v;
+        }
+        if let Some(v) = raw.clip_sample_range {
+            c.clip_sample_range = positive("clip_sample_range", v)?;
+        }
+        if let Some(v) = raw.thresholding {
+            c.thresholding = v;
+        }
+        if let Some(v) = raw.dynamic_thresholding_ratio {
+            if !(v > 0.0 && v <= 1.0) {
+                return Err(ScheduleError::InvalidParameter {
+                    field: "dynamic_thresholding_ratio",
+                    value: v,
+                    expected: "0 < ratio <= 1",
+                });
+            }
+            c.dynamic_thresholding_ratio = v;
+        }
+        if let Some(v) = raw.sample_max_value {
+            c.sample_max_value = positive("sample_max_value", v)?;
+        }
+        if let Some(v) = &raw.timestep_spacing {
+            c.timestep_spacing = v.parse()?;
+        }
+        if let Some(v) = raw.steps_offset {
+            c.steps_offset = v;
+        }
+        if let Some(v) = raw.set_alpha_to_one {
+            c.set_alpha_to_one = v;
+        }
+        if let Some(v) = raw.solver_order {
+            if !(1..=2).contains(&v) {
+                return Err(unknown("solver_order", v.to_string(), "1, 2"));
+            }
+            c.solver_order = v;
+        }
+        if let Some(v) = &raw.algorithm_type
+            && v != "dpmsolver++"
+        {
+            return Err(unknown("algorithm_type", v.clone(), "dpmsolver++"));
+        }
+        if let Some(v) = &raw.solver_type {
+            c.solver_type = match v.as_str() {
+                "midpoint" => SolverType::Midpoint,
+                "heun" => SolverType::Heun,
+                other => return Err(unknown("solver_type", other.to_string(), "midpoint, heun")),
+            };
+        }
+        if let Some(v) = raw.lower_order_final {
+            c.lower_order_final = v;
+        }
+        if raw.use_karras_sigmas == Some(true) {
+            return Err(unknown("use_karras_sigmas", "true".into(), "false"));
+        }
+        Ok(LoadedSchedulerConfig {
+            config: c,
+            ignored_keys: raw.other.keys().cloned().collect(),
+        })
+    }
+
+    /// The diffusers JSON form of these settings (all keys written, `_class_name` from
+    /// [`SchedulerConfig::class`]).
+    pub fn to_diffusers(&self) -> DiffusersSchedulerConfig {
+        let (beta_start, beta_end, trained_betas) = match &self.schedule.beta_schedule {
+            BetaSchedule::Linear {
+                beta_start,
+                beta_end,
+            }
+            | BetaSchedule::ScaledLinear {
+                beta_start,
+                beta_end,
+            }
+            | BetaSchedule::Sigmoid {
+                beta_start,
+                beta_end,
+            } => (*beta_start, *beta_end, None),
+            BetaSchedule::Cosine { .. } => (1e-4, 0.02, None),
+            BetaSchedule::Custom { betas } => (1e-4, 0.02, Some(betas.clone())),
+        };
+        let is_dpm = self.class == SchedulerClass::DpmSolverMultistep;
+        DiffusersSchedulerConfig {
+            class_name: Some(self.class.diffusers_name().into()),
+            num_train_timesteps: Some(self.schedule.num_train_timesteps),
+            beta_start: Some(beta_start),
+            beta_end: Some(beta_end),
+            beta_schedule: Some(
+                self.schedule
+                    .beta_schedule
+                    .diffusers_name()
+                    .replace("trained_betas", "linear"),
+            ),
+            trained_betas,
+            prediction_type: Some(self.prediction_type.diffusers_name().into()),
+            variance_type: (self.class == SchedulerClass::Ddpm)
+                .then(|| self.variance_type.diffusers_name().into()),
+            clip_sample: (!is_dpm).then_some(self.clip_sample),
+            clip_sample_range: (!is_dpm).then_some(self.clip_sample_range),
+            thresholding: Some(self.thresholding),
+            dynamic_thresholding_ratio: Some(self.dynamic_thresholding_ratio),
+            sample_max_value: Some(self.sample_max_value),
+            timestep_spacing: Some(self.timestep_spacing.diffusers_name().into()),
+            steps_offset: Some(self.steps_offset),
+            rescale_betas_zero_snr: Some(self.schedule.rescale_betas_zero_snr),
+            set_alpha_to_one: (self.class == SchedulerClass::Ddim).then_some(self.set_alpha_to_one),
+            solver_order: is_dpm.then_some(self.solver_order),
+            algorithm_type: is_dpm.then(|| "dpmsolver++".into()),
+            solver_type: is_dpm.then(|| {
+                match self.solver_type {
+                    SolverType::Midpoint => "midpoint",
+                    SolverType::Heun => "heun",
+                }
+                .into()
+            }),
+            lower_order_final: is_dpm.then_some(self.lower_order_final),
+            ..Default::default()
+        }
+    }
+}
+
+fn unknown(field: &'static str, value: String, expected: &'static str) -> ScheduleError {
+    ScheduleError::UnknownValue {
+        field,
+        value,
+        expected,
+    }
+}
+
+fn positive(field: &'static str, v: f64) -> Result<f64, ScheduleError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(v)
+    } else {
+        Err(ScheduleError::InvalidParameter {
+            field,
+            value: v,
+            expected: "a finite value > 0",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn google_ddpm_cifar10_config() {
+        let json = r#"{
+          "_class_name": "DDPMScheduler", "_diffusers_version": "0.1.1",
+          "beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001,
+          "clip_sample": true, "num_train_timesteps": 1000, "trained_betas": null,
+          "variance_type": "fixed_small", "tensor_format": "pt"
+        }"#;
+        let loaded = SchedulerConfig::from_json_str(json).unwrap();
+        assert_eq!(loaded.config, SchedulerConfig::default());
+        assert_eq!(loaded.ignored_keys, vec!["tensor_format".to_string()]);
+    }
+
+    #[test]
+    fn class_defaults_apply() {
+        let loaded =
+            SchedulerConfig::from_json_str(r#"{"_class_name": "DPMSolverMultistepScheduler"}"#)
+                .unwrap();
+        assert_eq!(loaded.config.timestep_spacing, TimestepSpacing::Linspace);
+        assert!(!loaded.config.clip_sample);
+        let ddim = SchedulerConfig::from_json_str(
+            r#"{"_class_name": "DDIMScheduler", "steps_offset": 1, "set_alpha_to_one": false,
+                "prediction_type": "v_prediction", "timestep_spacing": "trailing"}"#,
+        )
+        .unwrap()
+        .config;
+        assert_eq!(ddim.class, SchedulerClass::Ddim);
+        assert_eq!(ddim.steps_offset, 1);
+        assert!(!ddim.set_alpha_to_one);
+        assert_eq!(ddim.prediction_type, PredictionType::VPrediction);
+        assert_eq!(ddim.timestep_spacing, TimestepSpacing::Trailing);
+    }
+
+    #[test]
+    fn unknown_values_are_errors_naming_the_key() {
+        for (json, key) in [
+            (r#"{"beta_schedule": "quadratic"}"#, "beta_schedule"),
+            (r#"{"prediction_type": "score"}"#, "prediction_type"),
+            (r#"{"variance_type": "big"}"#, "variance_type"),
+            (r#"{"timestep_spacing": "middle"}"#, "timestep_spacing"),
+            (
+                r#"{"_class_name": "EulerDiscreteScheduler"}"#,
+                "_class_name",
+            ),
+            (r#"{"beta_start": -1.0}"#, "beta_start"),
+            (r#"{"num_train_timesteps": 0}"#, "num_train_timesteps"),
+            (
+                r#"{"num_train_timesteps": 3, "trained_betas": [0.1, 0.2]}"#,
+                "trained_betas",
+            ),
+        ] {
+            let err = SchedulerConfig::from_json_str(json)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{json}: {err}");
+        }
+        let err = SchedulerConfig::from_json_str("{\"clip_sample\": 3}").unwrap_err();
+        assert!(matches!(err, ScheduleError::Json { .. }), "{err}");
+    }
+
+    #[test]
+    fn diffusers_round_trip() {
+        for class in [
+            SchedulerClass::Ddpm,
+            SchedulerClass::Ddim,
+            SchedulerClass::DpmSolverMultistep,
+        ] {
+            let mut c = SchedulerConfig::class_defaults(class);
+            c.schedule = ScheduleConfig::cosine(500);
+            c.prediction_type = PredictionType::Sample;
+            let json = serde_json::to_string(&c.to_diffusers()).unwrap();
+            let back = SchedulerConfig::from_json_str(&json).unwrap();
+            assert_eq!(back.config, c, "{json}");
+            assert!(back.ignored_keys.is_empty());
+        }
+    }
+}

@@ -1,0 +1,381 @@
+//! The noise schedule: β and every table derived from it, in `f64`.
+//!
+//! Index convention: 0-based as in diffusers. Entry `i` of every table belongs to diffusers'
+//! "timestep i", which is the paper's t = i + 1 (Ho et al. 2020 count t = 1..T). So
+//! `alphas_cumprod()[0]` is ᾱ₁ and `alphas_cumprod_prev()[0]` is ᾱ₀ = 1.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{BetaSchedule, ScheduleError, rescale_zero_terminal_snr, validate_betas};
+
+/// How to build a [`NoiseSchedule`]: T, the β shape, and optional zero-terminal-SNR rescaling.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScheduleConfig {
+    /// T, the number of diffusion steps (paper: 1000).
+    pub num_train_timesteps: usize,
+    /// The β shape (paper: linear 1e-4..0.02).
+    pub beta_schedule: BetaSchedule,
+    /// Rescale β to zero terminal SNR (Lin et al. 2023); default false as in the paper.
+    #[serde(default)]
+    pub rescale_betas_zero_snr: bool,
+}
+
+impl Default for ScheduleConfig {
+    /// The paper's schedule: T = 1000, linear β from 1e-4 to 0.02.
+    fn default() -> Self {
+        Self {
+            num_train_timesteps: 1000,
+            beta_schedule: BetaSchedule::linear(),
+            rescale_betas_zero_snr: false,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// A config with the given T and β shape, no rescaling.
+    pub fn new(num_train_timesteps: usize, beta_schedule: BetaSchedule) -> Self {
+        Self {
+            num_train_timesteps,
+            beta_schedule,
+            rescale_betas_zero_snr: false,
+        }
+    }
+
+    /// The improved-DDPM cosine schedule with T steps.
+    pub fn cosine(num_train_timesteps: usize) -> Self {
+        Self::new(num_train_timesteps, BetaSchedule::cosine())
+    }
+
+    /// Builds the schedule; see [`NoiseSchedule::new`].
+    ///
+    /// # Errors
+    /// As [`NoiseSchedule::new`].
+    pub fn build(&self) -> Result<NoiseSchedule, ScheduleError> {
+        NoiseSchedule::new(self)
+    }
+}
+
+/// Posterior q(x_{t−1} | x_t, x₀) coefficients between two noise levels (Ho et al. 2020, Eqs. 6–7).
+///
+/// With β'_t = 1 − ᾱ_t/ᾱ_prev (equal to β_t for consecutive steps; the general form also serves
+/// strided sampling):
+///
+/// - μ̃ = coef1 · x₀ + coef2 · x_t, coef1 = √ᾱ_prev · β'_t / (1 − ᾱ_t),
+///   coef2 = √(1 − β'_t) · (1 − ᾱ_prev) / (1 − ᾱ_t)
+/// - β̃_t = (1 − ᾱ_prev) / (1 − ᾱ_t) · β'_t
+///
+/// This is the one place these formulas live; the tables of [`NoiseSchedule`] and the samplers
+/// both call it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PosteriorCoefficients {
+    /// Coefficient of x₀ in μ̃_t.
+    pub mean_coef1: f64,
+    /// Coefficient of x_t in μ̃_t.
+    pub mean_coef2: f64,
+    /// β̃_t, the posterior variance.
+    pub variance: f64,
+    /// β'_t = 1 − ᾱ_t/ᾱ_prev, the effective β of the (possibly strided) step.
+    pub beta: f64,
+}
+
+impl PosteriorCoefficients {
+    /// Coefficients for the step from ᾱ_t = `alpha_bar_t` back to ᾱ_prev = `alpha_bar_prev`.
+    pub fn new(alpha_bar_t: f64, alpha_bar_prev: f64) -> Self {
+        let beta = 1.0 - alpha_bar_t / alpha_bar_prev;
+        let alpha = alpha_bar_t / alpha_bar_prev;
+        let one_minus_ab = 1.0 - alpha_bar_t;
+        Self {
+            mean_coef1: alpha_bar_prev.sqrt() * beta / one_minus_ab,
+            mean_coef2: alpha.sqrt() * (1.0 - alpha_bar_prev) / one_minus_ab,
+            variance: (1.0 - alpha_bar_prev) / one_minus_ab * beta,
+            beta,
+        }
+    }
+}
+
+/// β₁..β_T and every derived table, all `f64` (Ho et al. 2020, §2 and Eqs. 4, 6, 7).
+///
+/// Built once by [`NoiseSchedule::new`]; valid by construction (0 < β < 1, ᾱ strictly
+/// decreasing). Table entry `i` is diffusers' timestep `i`, the paper's t = i + 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoiseSchedule {
+    config: ScheduleConfig,
+    betas: Vec<f64>,
+    alphas: Vec<f64>,
+    alphas_cumprod: Vec<f64>,
+    alphas_cumprod_prev: Vec<f64>,
+    sqrt_alphas_cumprod: Vec<f64>,
+    sqrt_one_minus_alphas_cumprod: Vec<f64>,
+    log_one_minus_alphas_cumprod: Vec<f64>,
+    sqrt_recip_alphas_cumprod: Vec<f64>,
+    sqrt_recipm1_alphas_cumprod: Vec<f64>,
+    posterior_variance: Vec<f64>,
+    posterior_log_variance_clipped: Vec<f64>,
+    posterior_mean_coef1: Vec<f64>,
+    posterior_mean_coef2: Vec<f64>,
+    snr: Vec<f64>,
+}
+
+/// ᾱ_T used when zero-terminal-SNR rescaling makes it exactly 0 (as diffusers, 2⁻²⁴), so that
+/// 1/√ᾱ_T stays finite.
+pub const ZERO_SNR_ALPHA_BAR_T: f64 = 1.0 / 16_777_216.0;
+
+impl NoiseSchedule {
+    /// Builds β from `config` and derives every table.
+    ///
+    /// NOTE: with `rescale_betas_zero_snr`, β_T = 1 and ᾱ_T = 0; like diffusers we store
+    /// ᾱ_T = 2⁻²⁴ ([`ZERO_SNR_ALPHA_BAR_T`]) so the ε ↔ x₀ conversions stay finite.
+    ///
+    /// # Errors
+    /// [`ScheduleError`] naming the field at fault: T = 0, a β ∉ (0, 1), a non-finite parameter,
+    /// a custom list of the wrong length.
+    pub fn new(config: &ScheduleConfig) -> Result<Self, ScheduleError> {
+        let mut betas = config.beta_schedule.betas(config.num_train_timesteps)?;
+        if config.rescale_betas_zero_snr {
+            if betas.len() < 2 {
+                return Err(ScheduleError::InvalidParameter {
+                    field: "num_train_timesteps",
+                    value: betas.len() as f64,
+                    expected: "T >= 2 with rescale_betas_zero_snr",
+                });
+            }
+            betas = rescale_zero_terminal_snr(&betas);
+            validate_betas(&betas[..betas.len() - 1])?;
+        }
+        Ok(Self::from_validated_betas(config.clone(), betas))
+    }
+
+    /// The paper's schedule (T = 1000, linear 1e-4..0.02).
+    pub fn paper() -> Self {
+        Self::new(&ScheduleConfig::default()).expect("the paper's schedule is valid")
+    }
+
+    fn from_validated_betas(config: ScheduleConfig, betas: Vec<f64>) -> Self {
+        let t = betas.len();
+        let alphas: Vec<f64> = betas.iter().map(|b| 1.0 - b).collect();
+        let mut alphas_cumprod = Vec::with_capacity(t);
+        let mut acc = 1.0;
+        for a in &alphas {
+            acc *= a;
+            alphas_cumprod.push(acc);
+        }
+        if config.rescale_betas_zero_snr {
+            alphas_cumprod[t - 1] = ZERO_SNR_ALPHA_BAR_T;
+        }
+        let mut alphas_cumprod_prev = Vec::with_capacity(t);
+        alphas_cumprod_prev.push(1.0);
+        alphas_cumprod_prev.extend_from_slice(&alphas_cumprod[..t - 1]);
+
+        let map = |f: &dyn Fn(f64) -> f64| alphas_cumprod.iter().map(|&a| f(a)).collect::<Vec<_>>();
+        let sqrt_alphas_cumprod = map(&|a| a.sqrt());
+        let sqrt_one_minus_alphas_cumprod = map(&|a| (1.0 - a).sqrt());
+        let log_one_minus_alphas_cumprod = map(&|a| (1.0 - a).ln());
+        let sqrt_recip_alphas_cumprod = map(&|a| (1.0 / a).sqrt());
+        let sqrt_recipm1_alphas_cumprod = map(&|a| (1.0 / a - 1.0).sqrt());
+        let snr = map(&|a| a / (1.0 - a));
+
+        let mut posterior_variance = Vec::with_capacity(t);
+        let mut posterior_mean_coef1 = Vec::with_capacity(t);
+        let mut posterior_mean_coef2 = Vec::with_capacity(t);
+        for i in 0..t {
+            // Consecutive steps: written with β_t itself, as the original code does, so that
+            // β'_t = 1 − ᾱ_t/ᾱ_{t−1} does not cancel at small t.
+            let (ab, ab_prev, beta) = (alphas_cumprod[i], alphas_cumprod_prev[i], betas[i]);
+            posterior_variance.push(beta * (1.0 - ab_prev) / (1.0 - ab));
+            posterior_mean_coef1.push(beta * ab_prev.sqrt() / (1.0 - ab));
+            posterior_mean_coef2.push((1.0 - ab_prev) * alphas[i].sqrt() / (1.0 - ab));
+        }
+        // log β̃ with the first entry (β̃₁ = 0) replaced by log β̃₂, as the original code does.
+        // NOTE: with T = 1 there is no β̃₂; we use log β₁ (the fixed_large value) instead.
+        let first = if t > 1 {
+            posterior_variance[1].ln()
+        } else {
+            betas[0].ln()
+        };
+        let posterior_log_variance_clipped = std::iter::once(first)
+            .chain(posterior_variance[1..].iter().map(|v| v.ln()))
+            .collect();
+
+        Self {
+            config,
+            betas,
+            alphas,
+            alphas_cumprod,
+            alphas_cumprod_prev,
+            sqrt_alphas_cumprod,
+            sqrt_one_minus_alphas_cumprod,
+            log_one_minus_alphas_cumprod,
+            sqrt_recip_alphas_cumprod,
+            sqrt_recipm1_alphas_cumprod,
+            posterior_variance,
+            posterior_log_variance_clipped,
+            posterior_mean_coef1,
+            posterior_mean_coef2,
+            snr,
+        }
+    }
+
+    /// The config this schedule was built from.
+    pub fn config(&self) -> &ScheduleConfig {
+        &self.config
+    }
+
+    /// T, the number of diffusion steps.
+    pub fn num_train_timesteps(&self) -> usize {
+        self.betas.len()
+    }
+
+    /// β_t.
+    pub fn betas(&self) -> &[f64] {
+        &self.betas
+    }
+
+    /// α_t = 1 − β_t.
+    pub fn alphas(&self) -> &[f64] {
+        &self.alphas
+    }
+
+    /// ᾱ_t = Π_{s ≤ t} α_s ("alpha bar"; DDIM calls this α_t).
+    pub fn alphas_cumprod(&self) -> &[f64] {
+        &self.alphas_cumprod
+    }
+
+    /// ᾱ_{t−1}, with ᾱ₀ = 1.
+    pub fn alphas_cumprod_prev(&self) -> &[f64] {
+        &self.alphas_cumprod_prev
+    }
+
+    /// √ᾱ_t, the signal scale of q(x_t | x₀) (Eq. 4).
+    pub fn sqrt_alphas_cumprod(&self) -> &[f64] {
+        &self.sqrt_alphas_cumprod
+    }
+
+    /// √(1 − ᾱ_t), the noise scale of q(x_t | x₀) (Eq. 4).
+    pub fn sqrt_one_minus_alphas_cumprod(&self) -> &[f64] {
+        &self.sqrt_one_minus_alphas_cumprod
+    }
+
+    /// log(1 − ᾱ_t).
+    pub fn log_one_minus_alphas_cumprod(&self) -> &[f64] {
+        &self.log_one_minus_alphas_cumprod
+    }
+
+    /// √(1/ᾱ_t): x₀ = √(1/ᾱ_t) · x_t − √(1/ᾱ_t − 1) · ε.
+    pub fn sqrt_recip_alphas_cumprod(&self) -> &[f64] {
+        &self.sqrt_recip_alphas_cumprod
+    }
+
+    /// √(1/ᾱ_t − 1).
+    pub fn sqrt_recipm1_alphas_cumprod(&self) -> &[f64] {
+        &self.sqrt_recipm1_alphas_cumprod
+    }
+
+    /// β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) · β_t (Eq. 7); β̃₁ = 0.
+    pub fn posterior_variance(&self) -> &[f64] {
+        &self.posterior_variance
+    }
+
+    /// log β̃_t with the first entry replaced by log β̃₂ (the original code's clipping).
+    pub fn posterior_log_variance_clipped(&self) -> &[f64] {
+        &self.posterior_log_variance_clipped
+    }
+
+    /// Coefficient of x₀ in μ̃_t (Eq. 7): √ᾱ_{t−1} β_t / (1 − ᾱ_t).
+    pub fn posterior_mean_coef1(&self) -> &[f64] {
+        &self.posterior_mean_coef1
+    }
+
+    /// Coefficient of x_t in μ̃_t (Eq. 7): √α_t (1 − ᾱ_{t−1}) / (1 − ᾱ_t).
+    pub fn posterior_mean_coef2(&self) -> &[f64] {
+        &self.posterior_mean_coef2
+    }
+
+    /// Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t).
+    pub fn snr(&self) -> &[f64] {
+        &self.snr
+    }
+
+    /// log-SNR, log(ᾱ_t / (1 − ᾱ_t)).
+    pub fn log_snr(&self) -> Vec<f64> {
+        self.snr.iter().map(|s| s.ln()).collect()
+    }
+
+    /// Posterior coefficients from timestep `t` back to timestep `prev` (0-based; `None` means
+    /// the clean data, ᾱ = 1). For `prev = Some(t − 1)` these equal the tables above up to
+    /// rounding; for strided sampling they give β recomputed over the skipped steps.
+    ///
+    /// # Panics
+    /// If `t` or `prev` is ≥ T (a programmer error: timesteps come from validated lists).
+    pub fn posterior_between(&self, t: usize, prev: Option<usize>) -> PosteriorCoefficients {
+        let ab_prev = prev.map_or(1.0, |p| self.alphas_cumprod[p]);
+        PosteriorCoefficients::new(self.alphas_cumprod[t], ab_prev)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presets() -> Vec<BetaSchedule> {
+        vec![
+            BetaSchedule::linear(),
+            BetaSchedule::ScaledLinear {
+                beta_start: 0.00085,
+                beta_end: 0.012,
+            },
+            BetaSchedule::cosine(),
+            BetaSchedule::Sigmoid {
+                beta_start: 1e-4,
+                beta_end: 0.02,
+            },
+        ]
+    }
+
+    #[test]
+    fn invariants_hold_for_every_preset_and_length() {
+        for schedule in presets() {
+            for t in [1, 2, 10, 1000] {
+                let s = NoiseSchedule::new(&ScheduleConfig::new(t, schedule.clone())).unwrap();
+                let ctx = format!("{schedule:?} T={t}");
+                assert!(s.betas().iter().all(|&b| b > 0.0 && b < 1.0), "{ctx}");
+                assert!(
+                    s.alphas_cumprod().windows(2).all(|w| w[1] < w[0]),
+                    "ᾱ not strictly decreasing: {ctx}"
+                );
+                for table in [
+                    s.posterior_variance(),
+                    s.posterior_log_variance_clipped(),
+                    s.posterior_mean_coef1(),
+                    s.posterior_mean_coef2(),
+                    s.sqrt_recipm1_alphas_cumprod(),
+                    s.log_one_minus_alphas_cumprod(),
+                ] {
+                    assert!(table.iter().all(|v| v.is_finite()), "non-finite: {ctx}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn strided_posterior_matches_tables_for_consecutive_steps() {
+        let s = NoiseSchedule::paper();
+        for t in [1usize, 10, 500, 999] {
+            let p = s.posterior_between(t, Some(t - 1));
+            assert!((p.variance - s.posterior_variance()[t]).abs() < 1e-12);
+            assert!((p.mean_coef1 - s.posterior_mean_coef1()[t]).abs() < 1e-9);
+            assert!((p.mean_coef2 - s.posterior_mean_coef2()[t]).abs() < 1e-9);
+        }
+        let p = s.posterior_between(0, None);
+        assert_eq!(p.variance, 0.0);
+    }
+
+    #[test]
+    fn zero_terminal_snr() {
+        let mut cfg = ScheduleConfig::default();
+        cfg.rescale_betas_zero_snr = true;
+        let s = cfg.build().unwrap();
+        assert_eq!(s.alphas_cumprod()[999], ZERO_SNR_ALPHA_BAR_T);
+        assert!(s.sqrt_recip_alphas_cumprod()[999].is_finite());
+        assert!(s.snr()[999] < 1e-7);
+    }
+}
