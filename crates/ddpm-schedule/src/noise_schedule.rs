@@ -113,6 +113,7 @@ pub struct NoiseSchedule {
     posterior_log_variance_clipped: Vec<f64>,
     posterior_mean_coef1: Vec<f64>,
     posterior_mean_coef2: Vec<f64>,
+    fixed_large_log_variance: Vec<f64>,
     snr: Vec<f64>,
 }
 
@@ -195,6 +196,10 @@ impl NoiseSchedule {
         let posterior_log_variance_clipped = std::iter::once(first)
             .chain(posterior_variance[1..].iter().map(|v| v.ln()))
             .collect();
+        // fixed_large: log β_t, with log β̃₂ in place of log β₁ (original code).
+        let fixed_large_log_variance = std::iter::once(first)
+            .chain(betas[1..].iter().map(|b| b.ln()))
+            .collect();
 
         Self {
             config,
@@ -211,6 +216,7 @@ impl NoiseSchedule {
             posterior_log_variance_clipped,
             posterior_mean_coef1,
             posterior_mean_coef2,
+            fixed_large_log_variance,
             snr,
         }
     }
@@ -290,6 +296,12 @@ impl NoiseSchedule {
         &self.posterior_mean_coef2
     }
 
+    /// log σ_t² for the `fixed_large` reverse variance: log β_t, except log β̃₂ at t = 1, as in
+    /// the original code (Ho et al. 2020, §3.2: σ_t² = β_t).
+    pub fn fixed_large_log_variance(&self) -> &[f64] {
+        &self.fixed_large_log_variance
+    }
+
     /// Signal-to-noise ratio ᾱ_t / (1 − ᾱ_t).
     pub fn snr(&self) -> &[f64] {
         &self.snr
@@ -348,6 +360,7 @@ mod tests {
                     s.posterior_mean_coef1(),
                     s.posterior_mean_coef2(),
                     s.sqrt_recipm1_alphas_cumprod(),
+                    s.fixed_large_log_variance(),
                     s.log_one_minus_alphas_cumprod(),
                 ] {
                     assert!(table.iter().all(|v| v.is_finite()), "non-finite: {ctx}");
