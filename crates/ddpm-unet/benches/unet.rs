@@ -20,12 +20,19 @@ fn inputs<Bk: burn::tensor::backend::Backend>(
     batch: usize,
     device: &Bk::Device,
 ) -> (Tensor<Bk, 4>, Tensor<Bk, 1, Int>, Tensor<Bk, 4>) {
-    let shape = [batch, config.in_channels, config.sample_size, config.sample_size];
+    let shape = [
+        batch,
+        config.in_channels,
+        config.sample_size,
+        config.sample_size,
+    ];
     let x = Tensor::random(shape, Distribution::Normal(0.0, 1.0), device);
     let noise = Tensor::random(shape, Distribution::Normal(0.0, 1.0), device);
     let t = Tensor::<Bk, 1, Int>::from_data(
         burn::tensor::TensorData::new(
-            (0..batch as i64).map(|i| (i * 127 + 3) % 1000).collect::<Vec<_>>(),
+            (0..batch as i64)
+                .map(|i| (i * 127 + 3) % 1000)
+                .collect::<Vec<_>>(),
             [batch],
         ),
         device,

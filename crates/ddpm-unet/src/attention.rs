@@ -98,11 +98,7 @@ impl<B: Backend> Attention<B> {
         let o = attention(q, k, v, None, None, AttentionModuleOptions::default())
             .swap_dims(1, 2)
             .reshape([b, n, c]);
-        let o = self
-            .to_out
-            .forward(o)
-            .swap_dims(1, 2)
-            .reshape([b, c, h, w]);
+        let o = self.to_out.forward(o).swap_dims(1, 2).reshape([b, c, h, w]);
         let out = x + o;
         if self.rescale_output_factor == 1.0 {
             out

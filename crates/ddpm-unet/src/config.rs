@@ -427,10 +427,7 @@ impl UnetConfig {
         } else {
             0
         };
-        counts.push((
-            "mid_block".to_string(),
-            2 * resnet(c_mid, c_mid) + mid_attn,
-        ));
+        counts.push(("mid_block".to_string(), 2 * resnet(c_mid, c_mid) + mid_attn));
         for level in 0..levels {
             let out = self.block_out_channels[levels - 1 - level];
             let mut n = 0;
@@ -531,7 +528,10 @@ mod tests {
             }
         );
 
-        let err = UnetConfig::tiny().with_in_channels(0).validate().unwrap_err();
+        let err = UnetConfig::tiny()
+            .with_in_channels(0)
+            .validate()
+            .unwrap_err();
         assert!(err.to_string().contains("in_channels"), "{err}");
 
         let err = UnetConfig::tiny()

@@ -22,14 +22,24 @@ fn one_f() -> f64 {
     1.0
 }
 fn default_down() -> Vec<String> {
-    ["DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"]
-        .map(String::from)
-        .to_vec()
+    [
+        "DownBlock2D",
+        "AttnDownBlock2D",
+        "AttnDownBlock2D",
+        "AttnDownBlock2D",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 fn default_up() -> Vec<String> {
-    ["AttnUpBlock2D", "AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"]
-        .map(String::from)
-        .to_vec()
+    [
+        "AttnUpBlock2D",
+        "AttnUpBlock2D",
+        "AttnUpBlock2D",
+        "UpBlock2D",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 fn default_channels() -> Vec<usize> {
     vec![224, 448, 672, 896]
@@ -75,7 +85,11 @@ pub struct DiffusersUnetConfig {
     #[serde(rename = "_class_name", default = "class_name")]
     pub class_name: String,
     /// diffusers version that wrote the file.
-    #[serde(rename = "_diffusers_version", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "_diffusers_version",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub diffusers_version: Option<String>,
     /// Image size.
     #[serde(default = "default_sample_size")]
@@ -208,7 +222,11 @@ impl TryFrom<&DiffusersUnetConfig> for UnetConfig {
         check("act_fn", &d.act_fn, "silu")?;
         check("downsample_type", &d.downsample_type, "conv")?;
         check("upsample_type", &d.upsample_type, "conv")?;
-        check("resnet_time_scale_shift", &d.resnet_time_scale_shift, "default")?;
+        check(
+            "resnet_time_scale_shift",
+            &d.resnet_time_scale_shift,
+            "default",
+        )?;
         match d.mid_block_type.as_deref() {
             Some("UNetMidBlock2D") => {}
             other => return Err(unsupported("mid_block_type", other, "UNetMidBlock2D")),
@@ -348,7 +366,10 @@ mod tests {
         let mut d: DiffusersUnetConfig = serde_json::from_str(CIFAR10_JSON).unwrap();
         d.down_block_types[1] = "CrossAttnDownBlock2D".into();
         let err = UnetConfig::try_from(&d).unwrap_err().to_string();
-        assert!(err.contains("down_block_types") && err.contains("CrossAttnDownBlock2D"), "{err}");
+        assert!(
+            err.contains("down_block_types") && err.contains("CrossAttnDownBlock2D"),
+            "{err}"
+        );
 
         let mut d: DiffusersUnetConfig = serde_json::from_str(CIFAR10_JSON).unwrap();
         d.resnet_time_scale_shift = "scale_shift".into();

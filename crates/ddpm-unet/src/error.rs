@@ -22,7 +22,9 @@ pub enum UnetError {
         field: String,
     },
     /// A list is empty or its length does not match another list's.
-    #[error("`{field}` has {len} entries; expected {expected} (one per level of `block_out_channels`)")]
+    #[error(
+        "`{field}` has {len} entries; expected {expected} (one per level of `block_out_channels`)"
+    )]
     Length {
         /// The config field.
         field: &'static str,
@@ -128,7 +130,9 @@ pub enum ImportError {
         dir: PathBuf,
     },
     /// A path is neither a diffusers model directory nor a native checkpoint.
-    #[error("{path} is not a diffusers model directory (config.json) nor a native checkpoint (unet_config.json)")]
+    #[error(
+        "{path} is not a diffusers model directory (config.json) nor a native checkpoint (unet_config.json)"
+    )]
     UnknownFormat {
         /// The path.
         path: PathBuf,

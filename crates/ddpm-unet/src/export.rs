@@ -5,11 +5,11 @@
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
-use burn_store::{BurnToPyTorchAdapter, BurnpackStore, KeyRemapper, ModuleSnapshot, SafetensorsStore};
-
-use crate::import::{
-    DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS, NATIVE_CONFIG, NATIVE_WEIGHTS,
+use burn_store::{
+    BurnToPyTorchAdapter, BurnpackStore, KeyRemapper, ModuleSnapshot, SafetensorsStore,
 };
+
+use crate::import::{DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS, NATIVE_CONFIG, NATIVE_WEIGHTS};
 use crate::{DiffusersUnetConfig, ImportError, Unet};
 
 fn create_dir(dir: &Path) -> Result<(), ImportError> {
@@ -61,8 +61,8 @@ impl<B: Backend> Unet<B> {
             &dir.join(DIFFUSERS_CONFIG),
             &DiffusersUnetConfig::from(&self.config),
         )?;
-        let remap = KeyRemapper::from_patterns(vec![(r"\.to_out\.", ".to_out.0.")])
-            .expect("valid regex");
+        let remap =
+            KeyRemapper::from_patterns(vec![(r"\.to_out\.", ".to_out.0.")]).expect("valid regex");
         let mut store = SafetensorsStore::from_file(dir.join(DIFFUSERS_SAFETENSORS))
             .with_to_adapter(BurnToPyTorchAdapter)
             .remap(remap)

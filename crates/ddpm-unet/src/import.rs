@@ -183,11 +183,28 @@ fn check_applied(
             more: result.missing.len() - 1,
         });
     }
-    if let Some(key) = result.unused.first() {
+    // burn-store lists GroupNorm `weight`/`bias` as unused even when it applied them to
+    // `gamma`/`beta` through the adapter's alternative names: drop those.
+    let applied = |key: &str| result.applied.iter().any(|a| a == key);
+    let unused: Vec<&String> = result
+        .unused
+        .iter()
+        .filter(|key| {
+            let alt = if let Some(p) = key.strip_suffix(".weight") {
+                format!("{p}.gamma")
+            } else if let Some(p) = key.strip_suffix(".bias") {
+                format!("{p}.beta")
+            } else {
+                return true;
+            };
+            !applied(&alt)
+        })
+        .collect();
+    if let Some(key) = unused.first() {
         return Err(ImportError::UnexpectedKey {
             path,
             key: diffusers_key(key),
-            more: result.unused.len() - 1,
+            more: unused.len() - 1,
         });
     }
     Ok(())

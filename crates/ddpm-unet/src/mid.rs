@@ -17,7 +17,8 @@ pub struct MidBlock2dConfig {
     /// Width of the time embedding.
     pub temb_channels: usize,
     /// Self-attention between the two residual blocks, with this many heads (diffusers'
-    /// `add_attention`).
+    /// `add_attention`); `None`: no attention.
+    #[config(default = "None")]
     pub attention_heads: Option<usize>,
     /// GroupNorm groups.
     #[config(default = 32)]

@@ -6,19 +6,19 @@
 //! Module and field names equal diffusers' `UNet2DModel` state-dict keys.
 
 use burn::module::Module;
-use burn::nn::conv::Conv2d;
 use burn::nn::GroupNorm;
+use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
 
+use crate::UnetError;
 use crate::config::UnetConfig;
 use crate::down::{DownBlock2d, DownBlock2dConfig};
 use crate::mid::{MidBlock2d, MidBlock2dConfig};
 use crate::resnet::{conv3x3, group_norm};
 use crate::time_embedding::{TimestepEmbedding, TimestepEmbeddingConfig, timestep_embedding};
 use crate::up::{UpBlock2d, UpBlock2dConfig};
-use crate::UnetError;
 
 impl UnetConfig {
     /// Validates the config and initializes a U-Net with random weights (Burn's default
@@ -36,21 +36,18 @@ impl UnetConfig {
         let down_blocks = (0..levels)
             .map(|level| {
                 let out = self.block_out_channels[level];
-                DownBlock2dConfig::new(
-                    self.down_resnet_channels(level),
-                    temb,
-                    heads(self.down_block_types[level].has_attention(), out),
-                    level + 1 < levels,
-                )
-                .with_downsample_padding(self.downsample_padding)
-                .with_groups(self.norm_num_groups)
-                .with_eps(self.norm_eps)
-                .with_dropout(self.dropout)
-                .init(device)
+                DownBlock2dConfig::new(self.down_resnet_channels(level), temb, level + 1 < levels)
+                    .with_attention_heads(heads(self.down_block_types[level].has_attention(), out))
+                    .with_downsample_padding(self.downsample_padding)
+                    .with_groups(self.norm_num_groups)
+                    .with_eps(self.norm_eps)
+                    .with_dropout(self.dropout)
+                    .init(device)
             })
             .collect();
         let c_mid = self.block_out_channels[levels - 1];
-        let mid_block = MidBlock2dConfig::new(c_mid, temb, heads(self.mid_block_attention, c_mid))
+        let mid_block = MidBlock2dConfig::new(c_mid, temb)
+            .with_attention_heads(heads(self.mid_block_attention, c_mid))
             .with_groups(self.norm_num_groups)
             .with_eps(self.norm_eps)
             .with_dropout(self.dropout)
@@ -59,16 +56,12 @@ impl UnetConfig {
         let up_blocks = (0..levels)
             .map(|level| {
                 let out = self.block_out_channels[levels - 1 - level];
-                UpBlock2dConfig::new(
-                    self.up_resnet_channels(level),
-                    temb,
-                    heads(self.up_block_types[level].has_attention(), out),
-                    level + 1 < levels,
-                )
-                .with_groups(self.norm_num_groups)
-                .with_eps(self.norm_eps)
-                .with_dropout(self.dropout)
-                .init(device)
+                UpBlock2dConfig::new(self.up_resnet_channels(level), temb, level + 1 < levels)
+                    .with_attention_heads(heads(self.up_block_types[level].has_attention(), out))
+                    .with_groups(self.norm_num_groups)
+                    .with_eps(self.norm_eps)
+                    .with_dropout(self.dropout)
+                    .init(device)
             })
             .collect();
         Ok(Unet {
@@ -300,7 +293,9 @@ mod tests {
             assert_eq!(unet.num_params(), config.num_params());
             let counts = config.param_counts();
             for (i, block) in unet.down_blocks.iter().enumerate() {
-                let want = counts.iter().find(|(n, _)| *n == format!("down_blocks.{i}"));
+                let want = counts
+                    .iter()
+                    .find(|(n, _)| *n == format!("down_blocks.{i}"));
                 assert_eq!(Some(block.num_params()), want.map(|p| p.1));
             }
         }
@@ -356,6 +351,9 @@ mod tests {
             .with_block_out_channels(vec![30, 64])
             .try_init::<TestBackend>(&device)
             .unwrap_err();
-        assert!(err.to_string().contains("block_out_channels[0] = 30"), "{err}");
+        assert!(
+            err.to_string().contains("`block_out_channels[0]` = 30"),
+            "{err}"
+        );
     }
 }

@@ -63,7 +63,8 @@ pub struct UpBlock2dConfig {
     pub resnet_channels: Vec<(usize, usize)>,
     /// Width of the time embedding.
     pub temb_channels: usize,
-    /// Self-attention after each residual block, with this many heads.
+    /// Self-attention after each residual block, with this many heads; `None`: no attention.
+    #[config(default = "None")]
     pub attention_heads: Option<usize>,
     /// Whether the level ends with an [`Upsample2d`] (all but the last level).
     pub add_upsample: bool,

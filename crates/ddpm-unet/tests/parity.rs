@@ -29,6 +29,7 @@ fn assert_parity(unet: &Unet<TestBackend>, device: &Device) {
     // Block by block, in forward order: the first failure names the block at fault.
     for (name, got) in checks {
         let diff = max_abs_diff(&name, got, want(&name));
+        eprintln!("{name:>16}: max |burn - diffusers| = {diff:.2e}");
         assert!(
             diff <= ATOL,
             "{name}: max |burn − diffusers| = {diff:e} > {ATOL:e}"
@@ -67,10 +68,9 @@ fn legacy_attention_keys_load_to_the_same_model() {
 
 #[test]
 fn fixture_param_count_equals_diffusers() {
-    let json: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixture("unet_tiny_io.json")).unwrap(),
-    )
-    .unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("unet_tiny_io.json")).unwrap())
+            .unwrap();
     let want = json["num_parameters"].as_u64().unwrap() as usize;
     let device = Default::default();
     let unet = Unet::<TestBackend>::from_diffusers(fixture("unet_tiny"), &device).unwrap();

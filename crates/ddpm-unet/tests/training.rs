@@ -42,7 +42,6 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradCheck<'_, B> {
     }
 }
 
-use burn::tensor::ElementConversion as _;
 trait ToF64 {
     fn to_f64(self) -> f64;
 }
@@ -52,7 +51,9 @@ impl<E: burn::tensor::ElementConversion> ToF64 for E {
     }
 }
 
-fn batch(device: &<Ad as burn::tensor::backend::Backend>::Device) -> (Tensor<Ad, 4>, Tensor<Ad, 1, Int>, Tensor<Ad, 4>) {
+fn batch(
+    device: &<Ad as burn::tensor::backend::BackendTypes>::Device,
+) -> (Tensor<Ad, 4>, Tensor<Ad, 1, Int>, Tensor<Ad, 4>) {
     let x = Tensor::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), device);
     let t = Tensor::from_ints([3, 700], device);
     let noise = Tensor::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), device);
@@ -63,7 +64,10 @@ fn batch(device: &<Ad as burn::tensor::backend::Backend>::Device) -> (Tensor<Ad,
 fn gradients_reach_every_parameter() {
     let device = Default::default();
     // Non-default GroupNorm affine values are not needed: every parameter enters the output.
-    let unet: Unet<Ad> = UnetConfig::tiny().with_dropout(0.1).try_init(&device).unwrap();
+    let unet: Unet<Ad> = UnetConfig::tiny()
+        .with_dropout(0.1)
+        .try_init(&device)
+        .unwrap();
     let (x, t, noise) = batch(&device);
     let loss = (unet.forward(x, t) - noise).square().mean();
     let grads = loss.backward();
@@ -81,7 +85,10 @@ fn gradients_reach_every_parameter() {
 #[test]
 fn dropout_only_under_autodiff() {
     let device = Default::default();
-    let unet: Unet<Ad> = UnetConfig::tiny().with_dropout(0.5).try_init(&device).unwrap();
+    let unet: Unet<Ad> = UnetConfig::tiny()
+        .with_dropout(0.5)
+        .try_init(&device)
+        .unwrap();
     let (x, t, _) = batch(&device);
     let a = unet.forward(x.clone(), t.clone()).into_data();
     let b = unet.forward(x.clone(), t.clone()).into_data();

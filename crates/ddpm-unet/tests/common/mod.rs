@@ -9,7 +9,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use burn_store::{ModuleStore, SafetensorsStore};
 
 pub type TestBackend = burn::backend::Flex;
-pub type Device = <TestBackend as burn::tensor::backend::Backend>::Device;
+pub type Device = <TestBackend as burn::tensor::backend::BackendTypes>::Device;
 
 /// A file under `tests/fixtures/` (copied from the shared diffusers fixtures, diffusers 0.42.1,
 /// PyTorch 2.15; see `/work/shared/fixtures/README.md`).
@@ -40,7 +40,9 @@ pub struct UnetIo {
 pub fn unet_io(device: &Device) -> UnetIo {
     let tensors = read_tensors("unet_tiny_io.safetensors");
     let x = Tensor::from_data(tensors["case0/x"].clone(), device);
-    let ts: Vec<i64> = tensors["case0/timesteps"].to_vec().expect("int64 timesteps");
+    let ts: Vec<i64> = tensors["case0/timesteps"]
+        .to_vec()
+        .expect("int64 timesteps");
     let n = ts.len();
     let t = Tensor::from_data(TensorData::new(ts, [n]), device);
     UnetIo { x, t, tensors }
