@@ -148,7 +148,10 @@ pub struct DiffusersUnetConfig {
     /// `"silu"` only.
     #[serde(default = "silu")]
     pub act_fn: String,
-    /// Channels per head (`null` = one head).
+    /// Channels per head (`null` = one head of full width).
+    ///
+    /// NOTE: an absent key means diffusers' default of 8 channels per head, not one head;
+    /// google/ddpm-* configs write `null` explicitly.
     #[serde(default = "default_attention_head_dim")]
     pub attention_head_dim: Option<usize>,
     /// GroupNorm groups.
