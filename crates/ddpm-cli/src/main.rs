@@ -19,11 +19,17 @@ struct Cli {
 enum Command {
     /// Print (and optionally plot) a noise schedule's tables and inference timesteps.
     Schedule(commands::schedule::ScheduleArgs),
+    /// Inspect a U-Net (diffusers directory, native checkpoint or preset).
+    Unet(commands::unet::UnetArgs),
+    /// Convert a U-Net between a diffusers directory and the native format.
+    Convert(commands::convert::ConvertArgs),
 }
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Schedule(args) => commands::schedule::run(args),
+        Command::Unet(args) => commands::unet::run(args),
+        Command::Convert(args) => commands::convert::run(args),
     }
 }

@@ -1,3 +1,5 @@
 //! One module per subcommand.
 
 pub mod schedule;
+pub mod unet;
+pub mod convert;
