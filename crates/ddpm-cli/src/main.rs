@@ -3,7 +3,9 @@
 //! Each subcommand lives in its own file under `commands/` and exposes a clap `Args`
 //! struct plus a `run` function; this file only wires them together.
 
+mod backend;
 mod commands;
+mod plot;
 
 use clap::{Parser, Subcommand};
 
@@ -25,8 +27,18 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            // `{:#}` prints the whole cause chain on one line: "context: cause: root cause".
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Schedule(args) => commands::schedule::run(args),
         Command::Unet(args) => commands::unet::run(args),

@@ -102,10 +102,9 @@ impl<B: Backend> ForwardProcess<B> {
         let tables = TABLES
             .iter()
             .map(|&table| {
-                let values: Vec<f32> = host_table(schedule, table)
-                    .iter()
-                    .map(|&v| v as f32)
-                    .collect();
+                // f64 on the host; `from_data` casts to the device's float type (f32 by
+                // default, full precision when the device defaults to f64).
+                let values: Vec<f64> = host_table(schedule, table).to_vec();
                 let n = values.len();
                 Tensor::from_data(TensorData::new(values, [n]), device)
             })

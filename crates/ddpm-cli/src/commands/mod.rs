@@ -1,5 +1,5 @@
 //! One module per subcommand.
 
+pub mod convert;
 pub mod schedule;
 pub mod unet;
-pub mod convert;

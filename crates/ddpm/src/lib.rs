@@ -1,0 +1,47 @@
+//! Denoising Diffusion Probabilistic Models (Ho, Jain & Abbeel 2020, arXiv:2006.11239) on Burn.
+//!
+//! This facade re-exports the workspace's crates under short names and gathers the everyday
+//! types in [`prelude`]:
+//!
+//! - [`schedule`] (`ddpm-schedule`): β schedules and every derived table in f64, inference
+//!   timestep spacing, diffusers' `scheduler_config.json`.
+//! - [`forward`] (`ddpm-forward`): q(x_t | x₀) (Eq. 4), the posterior (Eqs. 6–7) and the
+//!   ε ↔ x̂₀ ↔ v conversions on any Burn backend.
+//! - [`unet`] (`ddpm-unet`): the DDPM U-Net ε_θ(x_t, t) with diffusers checkpoints in and out.
+//!
+//! Library code is generic over `B: burn::tensor::backend::Backend`; pick a backend (Flex, wgpu,
+//! CUDA) in your binary.
+//!
+//! # Example
+//! ```
+//! use ddpm::prelude::*;
+//! use burn::backend::Flex;
+//! use burn::tensor::{Int, Tensor};
+//!
+//! let device = Default::default();
+//! let fp = ForwardProcess::<Flex>::new(&NoiseSchedule::paper(), &device);
+//! let x0 = Tensor::<Flex, 4>::zeros([1, 1, 4, 4], &device);
+//! let eps = Tensor::<Flex, 4>::ones([1, 1, 4, 4], &device);
+//! let x_t = fp.q_sample(x0, Tensor::<Flex, 1, Int>::from_ints([999], &device), eps);
+//! assert!(x_t.mean().into_scalar() > 0.99);
+//! ```
+#![warn(missing_docs)]
+
+pub use ddpm_forward as forward;
+pub use ddpm_schedule as schedule;
+pub use ddpm_unet as unet;
+
+/// The types most programs need.
+pub mod prelude {
+    pub use ddpm_forward::{ForwardProcess, NoiseLevel, Posterior};
+    pub use ddpm_schedule::{
+        BetaSchedule, NoiseSchedule, PredictionType, ScheduleConfig, SchedulerConfig,
+        TimestepSpacing, VarianceType, inference_timesteps,
+    };
+    pub use ddpm_unet::{Unet, UnetConfig};
+}
+
+/// README.md's code blocks, compiled and run as doctests so the README stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
