@@ -103,7 +103,10 @@ mod tests {
         let img = [0u8, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
         let mut out = Vec::new();
         write_scaled(&mut out, &img, 3, true);
-        let back: Vec<u8> = out.iter().map(|&x| ((x + 1.0) / 2.0 * 255.0).round() as u8).collect();
+        let back: Vec<u8> = out
+            .iter()
+            .map(|&x| ((x + 1.0) / 2.0 * 255.0).round() as u8)
+            .collect();
         assert_eq!(back, vec![2, 1, 0, 5, 4, 3, 8, 7, 6, 11, 10, 9]);
     }
 

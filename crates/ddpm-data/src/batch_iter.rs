@@ -70,7 +70,11 @@ impl BatchIterConfig {
     /// # Errors
     /// As [`init`](Self::init), and [`DataError::BadState`] if `state.index` is not a batch
     /// start within the dataset.
-    pub fn resume(&self, dataset: Arc<Dataset>, state: BatchIterState) -> Result<BatchIter, DataError> {
+    pub fn resume(
+        &self,
+        dataset: Arc<Dataset>,
+        state: BatchIterState,
+    ) -> Result<BatchIter, DataError> {
         let n = dataset.len();
         if self.batch_size == 0 {
             return Err(DataError::ZeroBatchSize);
@@ -83,7 +87,7 @@ impl BatchIterConfig {
         }
         let reason = if state.index >= n {
             Some("index is past the end of the dataset")
-        } else if state.index % self.batch_size != 0 {
+        } else if !state.index.is_multiple_of(self.batch_size) {
             Some("index is not a multiple of the batch size")
         } else if self.drop_last && state.index + self.batch_size > n {
             Some("index starts the incomplete batch that drop_last skips")
@@ -156,7 +160,11 @@ impl EpochPlan {
         } else {
             vec![false; n]
         };
-        Self { epoch, order, flips }
+        Self {
+            epoch,
+            order,
+            flips,
+        }
     }
 }
 
@@ -202,7 +210,12 @@ impl Producer {
         let b = end - position.index;
         let mut images = Vec::with_capacity(b * ds.image_len());
         for p in position.index..end {
-            write_scaled(&mut images, ds.image(plan.order[p]), ds.width(), plan.flips[p]);
+            write_scaled(
+                &mut images,
+                ds.image(plan.order[p]),
+                ds.width(),
+                plan.flips[p],
+            );
         }
         self.state = advance(position, n, &self.config);
         Batch {
@@ -259,7 +272,11 @@ impl BatchIter {
     /// Batches per epoch: ⌊N / batch⌋ with `drop_last`, else ⌈N / batch⌉.
     pub fn batches_per_epoch(&self) -> usize {
         let (n, b) = (self.dataset.len(), self.config.batch_size);
-        if self.config.drop_last { n / b } else { n.div_ceil(b) }
+        if self.config.drop_last {
+            n / b
+        } else {
+            n.div_ceil(b)
+        }
     }
 
     /// The dataset being batched.
@@ -283,17 +300,21 @@ impl Iterator for BatchIter {
     fn next(&mut self) -> Option<Batch> {
         let batch = match &mut self.source {
             Source::Inline(producer) => producer.produce(),
-            Source::Thread { rx, handle } => match rx.as_ref().expect("receiver lives until drop").recv() {
-                Ok(batch) => batch,
-                Err(_) => {
-                    // The producer only stops early by panicking.
-                    let h = handle.take().expect("prefetch thread joined once");
-                    match h.join() {
-                        Err(panic) => std::panic::resume_unwind(panic),
-                        Ok(()) => unreachable!("the prefetch thread ended while its receiver lives"),
+            Source::Thread { rx, handle } => {
+                match rx.as_ref().expect("receiver lives until drop").recv() {
+                    Ok(batch) => batch,
+                    Err(_) => {
+                        // The producer only stops early by panicking.
+                        let h = handle.take().expect("prefetch thread joined once");
+                        match h.join() {
+                            Err(panic) => std::panic::resume_unwind(panic),
+                            Ok(()) => {
+                                unreachable!("the prefetch thread ended while its receiver lives")
+                            }
+                        }
                     }
                 }
-            },
+            }
         };
         debug_assert_eq!(batch.position, self.state);
         self.state = advance(self.state, self.dataset.len(), &self.config);
@@ -349,7 +370,14 @@ mod tests {
         let config = BatchIterConfig::new(4, 7).with_random_flip(true);
         let a = take(&config, &ds, 12);
         assert_eq!(a, take(&config, &ds, 12));
-        let b = take(&config.clone().with_seed(8), &ds, 12);
+        let b = take(
+            &BatchIterConfig {
+                seed: 8,
+                ..config.clone()
+            },
+            &ds,
+            12,
+        );
         assert_ne!(
             a.iter().map(|x| x.indices.clone()).collect::<Vec<_>>(),
             b.iter().map(|x| x.indices.clone()).collect::<Vec<_>>()
@@ -364,7 +392,10 @@ mod tests {
         assert_eq!(it.batches_per_epoch(), 4);
         let batches: Vec<Batch> = it.take(8).collect();
         let epoch = |e: usize| -> Vec<usize> {
-            batches[4 * e..4 * e + 4].iter().flat_map(|b| b.indices.clone()).collect()
+            batches[4 * e..4 * e + 4]
+                .iter()
+                .flat_map(|b| b.indices.clone())
+                .collect()
         };
         for e in 0..2 {
             let mut sorted = epoch(e);
@@ -401,7 +432,11 @@ mod tests {
             let saved = serde_json::to_string(&first.state()).unwrap();
             drop(first);
             let state: BatchIterState = serde_json::from_str(&saved).unwrap();
-            let tail: Vec<Batch> = config.resume(Arc::clone(&ds), state).unwrap().take(17).collect();
+            let tail: Vec<Batch> = config
+                .resume(Arc::clone(&ds), state)
+                .unwrap()
+                .take(17)
+                .collect();
             assert_eq!(head.as_slice(), &straight[..13]);
             assert_eq!(tail.as_slice(), &straight[13..], "prefetch {prefetch}");
         }
@@ -420,14 +455,19 @@ mod tests {
     #[test]
     fn flips_are_seeded_and_mirror_rows() {
         let ds = dataset(64);
-        let config = BatchIterConfig::new(64, 5).with_random_flip(true).with_shuffle(false);
+        let config = BatchIterConfig::new(64, 5)
+            .with_random_flip(true)
+            .with_shuffle(false);
         let b = &take(&config, &ds, 1)[0];
         let flips = b.flipped.iter().filter(|&&f| f).count();
         assert!((16..=48).contains(&flips), "{flips} of 64 flipped");
         assert_eq!(b.flipped, take(&config, &ds, 1)[0].flipped);
         let to_byte = |x: f32| ((x + 1.0) / 2.0 * 255.0).round() as u8;
         for (k, (&i, &f)) in b.indices.iter().zip(&b.flipped).enumerate() {
-            let got: Vec<u8> = b.images[6 * k..6 * k + 6].iter().map(|&x| to_byte(x)).collect();
+            let got: Vec<u8> = b.images[6 * k..6 * k + 6]
+                .iter()
+                .map(|&x| to_byte(x))
+                .collect();
             let img = ds.image(i);
             let want: Vec<u8> = if f {
                 vec![img[2], img[1], img[0], img[5], img[4], img[3]]
@@ -448,25 +488,47 @@ mod tests {
     #[test]
     fn bad_configs_and_states_are_errors() {
         let ds = dataset(10);
-        let err = |c: &BatchIterConfig, s: BatchIterState| c.resume(Arc::clone(&ds), s).unwrap_err();
+        let err =
+            |c: &BatchIterConfig, s: BatchIterState| c.resume(Arc::clone(&ds), s).unwrap_err();
         let config = BatchIterConfig::new(4, 0);
-        assert!(matches!(err(&BatchIterConfig::new(0, 0), Default::default()), DataError::ZeroBatchSize));
+        assert!(matches!(
+            err(&BatchIterConfig::new(0, 0), Default::default()),
+            DataError::ZeroBatchSize
+        ));
         assert!(matches!(
             err(&BatchIterConfig::new(11, 0), Default::default()),
-            DataError::BatchLargerThanDataset { batch_size: 11, len: 10 }
+            DataError::BatchLargerThanDataset {
+                batch_size: 11,
+                len: 10
+            }
         ));
-        assert!(BatchIterConfig::new(11, 0).with_drop_last(false).init(Arc::clone(&ds)).is_ok());
+        assert!(
+            BatchIterConfig::new(11, 0)
+                .with_drop_last(false)
+                .init(Arc::clone(&ds))
+                .is_ok()
+        );
         for index in [3, 8, 10] {
             let state = BatchIterState { epoch: 2, index };
-            assert!(matches!(err(&config, state), DataError::BadState { .. }), "index {index}");
+            assert!(
+                matches!(err(&config, state), DataError::BadState { .. }),
+                "index {index}"
+            );
         }
-        assert!(config.resume(Arc::clone(&ds), BatchIterState { epoch: 2, index: 4 }).is_ok());
+        assert!(
+            config
+                .resume(Arc::clone(&ds), BatchIterState { epoch: 2, index: 4 })
+                .is_ok()
+        );
     }
 
     #[test]
     fn state_tracks_consumed_batches_not_prefetched_ones() {
         let ds = dataset(10);
-        let mut it = BatchIterConfig::new(2, 0).with_prefetch(4).init(ds).unwrap();
+        let mut it = BatchIterConfig::new(2, 0)
+            .with_prefetch(4)
+            .init(ds)
+            .unwrap();
         assert_eq!(it.state(), BatchIterState::default());
         std::thread::sleep(std::time::Duration::from_millis(20)); // let the producer run ahead
         it.next();

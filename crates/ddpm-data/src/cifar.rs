@@ -73,7 +73,10 @@ fn finish(pixels: Vec<u8>, opts: &LoadOptions) -> Result<Dataset, DataError> {
 /// # Errors
 /// [`DataError::Io`], [`DataError::Decompress`], [`DataError::EmptyFile`] or
 /// [`DataError::Truncated`] (a partial record), naming `path`.
-pub fn load_cifar10_batch(path: impl AsRef<Path>, opts: &LoadOptions) -> Result<Dataset, DataError> {
+pub fn load_cifar10_batch(
+    path: impl AsRef<Path>,
+    opts: &LoadOptions,
+) -> Result<Dataset, DataError> {
     opts.validate()?;
     let path = path.as_ref();
     let pixels = parse_cifar_batch(path, &read_maybe_gz(path)?, None)?;
@@ -115,7 +118,10 @@ fn find_batches(dir: &Path, split: Split) -> Result<Vec<PathBuf>, DataError> {
         what: format!("CIFAR-10 {split} batches"),
         candidates: vec![
             names.join(" + "),
-            format!("cifar-10-batches-bin/{}", names.join(" + cifar-10-batches-bin/")),
+            format!(
+                "cifar-10-batches-bin/{}",
+                names.join(" + cifar-10-batches-bin/")
+            ),
         ],
     })
 }
@@ -135,7 +141,8 @@ pub fn load_cifar10_dir(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Dat
         let bytes = read_maybe_gz(&files[i])?;
         parse_cifar_batch(&files[i], &bytes, Some(CIFAR10_RECORDS_PER_BATCH))
     });
-    let mut pixels = Vec::with_capacity(files.len() * CIFAR10_RECORDS_PER_BATCH * (CIFAR10_RECORD_LEN - 1));
+    let mut pixels =
+        Vec::with_capacity(files.len() * CIFAR10_RECORDS_PER_BATCH * (CIFAR10_RECORD_LEN - 1));
     // Slots are only unfilled after an error, which this loop then reaches and returns: the
     // first failing file in order.
     for part in parts.into_iter().flatten() {
@@ -169,14 +176,36 @@ mod tests {
     #[test]
     fn truncated_batch_names_file_and_sizes() {
         let bytes = records(3);
-        let err = parse_cifar_batch(Path::new("data_batch_1.bin"), &bytes[..bytes.len() - 10], None).unwrap_err();
+        let err = parse_cifar_batch(
+            Path::new("data_batch_1.bin"),
+            &bytes[..bytes.len() - 10],
+            None,
+        )
+        .unwrap_err();
         assert!(
-            matches!(err, DataError::Truncated { expected: 9219, actual: 9209, .. }),
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 9219,
+                    actual: 9209,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(err.to_string().contains("data_batch_1.bin"));
         let err = parse_cifar_batch(Path::new("b"), &records(2), Some(3)).unwrap_err();
-        assert!(matches!(err, DataError::Truncated { expected: 9219, actual: 6146, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 9219,
+                    actual: 6146,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = parse_cifar_batch(Path::new("b"), &records(2), Some(1)).unwrap_err();
         assert!(matches!(err, DataError::TrailingBytes { .. }), "{err}");
         let err = parse_cifar_batch(Path::new("b"), &[], None).unwrap_err();
@@ -187,6 +216,9 @@ mod tests {
     fn missing_dir_lists_both_layouts() {
         let err = find_batches(Path::new("/nonexistent-ddpm-data"), Split::Test).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains("test_batch.bin") && msg.contains("cifar-10-batches-bin/"), "{msg}");
+        assert!(
+            msg.contains("test_batch.bin") && msg.contains("cifar-10-batches-bin/"),
+            "{msg}"
+        );
     }
 }

@@ -160,7 +160,10 @@ mod tests {
     fn from_raw_checks_length_and_indexes_images() {
         let data: Vec<u8> = (0..2 * 3 * 2 * 2).map(|v| v as u8).collect();
         let ds = Dataset::from_raw(data, 2, 3, 2, 2).unwrap();
-        assert_eq!((ds.len(), ds.channels(), ds.height(), ds.width()), (2, 3, 2, 2));
+        assert_eq!(
+            (ds.len(), ds.channels(), ds.height(), ds.width()),
+            (2, 3, 2, 2)
+        );
         assert_eq!(ds.image(1)[0], 12);
         assert_eq!(ds.report().loaded, 2);
         assert!(matches!(

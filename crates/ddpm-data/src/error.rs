@@ -135,7 +135,9 @@ pub enum DataError {
         width: usize,
     },
     /// A buffer handed to [`Dataset::from_raw`](crate::Dataset::from_raw) does not match its shape.
-    #[error("raw image data has {actual} bytes; {len} images of {channels}x{height}x{width} need {expected}")]
+    #[error(
+        "raw image data has {actual} bytes; {len} images of {channels}x{height}x{width} need {expected}"
+    )]
     RawLength {
         /// Number of images.
         len: usize,

@@ -84,7 +84,11 @@ pub(crate) fn parse_idx_images(
         });
     }
     bytes.drain(..HEADER_LEN);
-    Ok((bytes, n as usize, ImageSize::new(rows as usize, cols as usize)))
+    Ok((
+        bytes,
+        n as usize,
+        ImageSize::new(rows as usize, cols as usize),
+    ))
 }
 
 /// Loads one IDX image file (raw or `.gz`), converted to `opts.channels × opts.size`
@@ -146,7 +150,10 @@ pub(crate) fn find_idx_images(dir: &Path, split: Split, what: &str) -> Result<Pa
 /// [`DataError::MissingFile`] if no candidate file exists, else those of [`load_idx_images`].
 pub fn load_mnist_dir(dir: impl AsRef<Path>, opts: &LoadOptions) -> Result<Dataset, DataError> {
     opts.validate()?;
-    load_idx_images(find_idx_images(dir.as_ref(), opts.split, "MNIST-format")?, opts)
+    load_idx_images(
+        find_idx_images(dir.as_ref(), opts.split, "MNIST-format")?,
+        opts,
+    )
 }
 
 #[cfg(test)]
@@ -164,7 +171,8 @@ mod tests {
 
     #[test]
     fn parses_a_good_header() {
-        let (px, n, size) = parse_idx_images(Path::new("x"), idx(2, 1, 3, &[1, 2, 3, 4, 5, 6])).unwrap();
+        let (px, n, size) =
+            parse_idx_images(Path::new("x"), idx(2, 1, 3, &[1, 2, 3, 4, 5, 6])).unwrap();
         assert_eq!((n, size), (2, ImageSize::new(1, 3)));
         assert_eq!(px, vec![1, 2, 3, 4, 5, 6]);
     }
@@ -175,21 +183,62 @@ mod tests {
         bytes[3] = 0x01; // labels: 00 00 08 01
         let err = parse_idx_images(Path::new("labels.idx"), bytes).unwrap_err();
         assert!(
-            matches!(err, DataError::BadMagic { expected: 0x803, found: 0x801, .. }),
+            matches!(
+                err,
+                DataError::BadMagic {
+                    expected: 0x803,
+                    found: 0x801,
+                    ..
+                }
+            ),
             "{err}"
         );
         let msg = err.to_string();
-        assert!(msg.contains("labels.idx") && msg.contains("0x00000801") && msg.contains("0x00000803"), "{msg}");
+        assert!(
+            msg.contains("labels.idx") && msg.contains("0x00000801") && msg.contains("0x00000803"),
+            "{msg}"
+        );
     }
 
     #[test]
     fn rejects_truncated_and_oversized() {
         let err = parse_idx_images(Path::new("t"), idx(2, 2, 2, &[0; 7])).unwrap_err();
-        assert!(matches!(err, DataError::Truncated { expected: 24, actual: 23, .. }), "{err}");
-        let err = parse_idx_images(Path::new("t"), IDX_IMAGES_MAGIC.to_be_bytes()[..3].to_vec()).unwrap_err();
-        assert!(matches!(err, DataError::Truncated { expected: 16, actual: 3, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 24,
+                    actual: 23,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let err = parse_idx_images(Path::new("t"), IDX_IMAGES_MAGIC.to_be_bytes()[..3].to_vec())
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected: 16,
+                    actual: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = parse_idx_images(Path::new("t"), idx(1, 2, 2, &[0; 5])).unwrap_err();
-        assert!(matches!(err, DataError::TrailingBytes { expected: 20, actual: 21, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                DataError::TrailingBytes {
+                    expected: 20,
+                    actual: 21,
+                    ..
+                }
+            ),
+            "{err}"
+        );
         let err = parse_idx_images(Path::new("t"), idx(0, 28, 28, &[])).unwrap_err();
         assert!(matches!(err, DataError::EmptyFile { .. }), "{err}");
     }

@@ -23,7 +23,11 @@ const FILTER: FilterType = FilterType::Triangle;
 
 /// The centered `(x, y, width, height)` window of a `src_w × src_h` image with the aspect ratio
 /// of `target` (the largest such window).
-pub(crate) fn center_crop_window(src_w: u32, src_h: u32, target: ImageSize) -> (u32, u32, u32, u32) {
+pub(crate) fn center_crop_window(
+    src_w: u32,
+    src_h: u32,
+    target: ImageSize,
+) -> (u32, u32, u32, u32) {
     let (sw, sh) = (src_w as u64, src_h as u64);
     let (tw, th) = (target.width as u64, target.height as u64);
     let (cw, ch) = if sw * th > sh * tw {
@@ -90,10 +94,16 @@ pub(crate) fn interleaved_to_planar(src: &[u8], channels: usize) -> Vec<u8> {
 }
 
 /// Builds a decoded image from one planar image of 1 (gray) or 3 (RGB) channels.
-pub(crate) fn planar_to_image(src: &[u8], channels: usize, height: usize, width: usize) -> DynamicImage {
+pub(crate) fn planar_to_image(
+    src: &[u8],
+    channels: usize,
+    height: usize,
+    width: usize,
+) -> DynamicImage {
     let (w, h) = (width as u32, height as u32);
     if channels == 1 {
-        let img = GrayImage::from_raw(w, h, src.to_vec()).expect("planar gray buffer matches its size");
+        let img =
+            GrayImage::from_raw(w, h, src.to_vec()).expect("planar gray buffer matches its size");
         DynamicImage::ImageLuma8(img)
     } else {
         let pixels = height * width;
@@ -156,7 +166,11 @@ pub(crate) fn convert_planar(
 
 /// Runs `f(0..n)` on all cores. Result `i` is `f(i)`'s; with `stop_on_error`, workers stop
 /// taking new indices after the first error, so later slots may be `None`.
-pub(crate) fn parallel_map<T, E, F>(n: usize, stop_on_error: bool, f: F) -> Vec<Option<Result<T, E>>>
+pub(crate) fn parallel_map<T, E, F>(
+    n: usize,
+    stop_on_error: bool,
+    f: F,
+) -> Vec<Option<Result<T, E>>>
 where
     T: Send,
     E: Send,
@@ -211,13 +225,25 @@ mod tests {
     #[test]
     fn crop_window_is_centered_and_keeps_aspect() {
         // Landscape 40×20 to a square: the middle 20×20.
-        assert_eq!(center_crop_window(40, 20, ImageSize::square(8)), (10, 0, 20, 20));
+        assert_eq!(
+            center_crop_window(40, 20, ImageSize::square(8)),
+            (10, 0, 20, 20)
+        );
         // Portrait 20×41 to a square: the middle 20×20, rounding the offset down.
-        assert_eq!(center_crop_window(20, 41, ImageSize::square(8)), (0, 10, 20, 20));
+        assert_eq!(
+            center_crop_window(20, 41, ImageSize::square(8)),
+            (0, 10, 20, 20)
+        );
         // Same aspect: everything.
-        assert_eq!(center_crop_window(28, 28, ImageSize::square(32)), (0, 0, 28, 28));
+        assert_eq!(
+            center_crop_window(28, 28, ImageSize::square(32)),
+            (0, 0, 28, 28)
+        );
         // 2:1 target (h=16, w=32) from a square 32×32: full width, half height.
-        assert_eq!(center_crop_window(32, 32, ImageSize::new(16, 32)), (0, 8, 32, 16));
+        assert_eq!(
+            center_crop_window(32, 32, ImageSize::new(16, 32)),
+            (0, 8, 32, 16)
+        );
     }
 
     #[test]
@@ -241,12 +267,38 @@ mod tests {
     #[test]
     fn gray_to_rgb_replicates_and_same_shape_is_untouched() {
         let src = vec![1u8, 2, 3, 4, 5, 6, 7, 8]; // two 1×2×2 images
-        let (rgb, changed) = convert_planar(src.clone(), 2, 1, ImageSize::square(2), 3, ImageSize::square(2));
+        let (rgb, changed) = convert_planar(
+            src.clone(),
+            2,
+            1,
+            ImageSize::square(2),
+            3,
+            ImageSize::square(2),
+        );
         assert!(!changed);
-        assert_eq!(rgb, vec![1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8]);
-        let (same, _) = convert_planar(src.clone(), 2, 1, ImageSize::square(2), 1, ImageSize::square(2));
+        assert_eq!(
+            rgb,
+            vec![
+                1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4, 5, 6, 7, 8, 5, 6, 7, 8, 5, 6, 7, 8
+            ]
+        );
+        let (same, _) = convert_planar(
+            src.clone(),
+            2,
+            1,
+            ImageSize::square(2),
+            1,
+            ImageSize::square(2),
+        );
         assert_eq!(same, src);
-        let (up, changed) = convert_planar(vec![9; 8], 2, 1, ImageSize::square(2), 3, ImageSize::square(4));
+        let (up, changed) = convert_planar(
+            vec![9; 8],
+            2,
+            1,
+            ImageSize::square(2),
+            3,
+            ImageSize::square(4),
+        );
         assert!(changed);
         assert_eq!(up, vec![9; 2 * 3 * 16]);
     }

@@ -6,9 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
-    DataError, Dataset, LoadOptions, load_cifar10_dir, load_image_folder, load_mnist_dir,
-};
+use crate::{DataError, Dataset, LoadOptions, load_cifar10_dir, load_image_folder, load_mnist_dir};
 
 /// Where training images come from, as written on the command line.
 ///
@@ -147,16 +145,34 @@ mod tests {
 
     #[test]
     fn parses_every_kind() {
-        assert_eq!(parse("imgs/celeba").unwrap(), DataSpec::ImageFolder("imgs/celeba".into()));
-        assert_eq!(parse("folder:a:b").unwrap(), DataSpec::ImageFolder("a:b".into()));
-        assert_eq!(parse("mnist:data/mnist").unwrap(), DataSpec::Mnist("data/mnist".into()));
-        assert_eq!(parse("fashion-mnist:/d").unwrap(), DataSpec::FashionMnist("/d".into()));
+        assert_eq!(
+            parse("imgs/celeba").unwrap(),
+            DataSpec::ImageFolder("imgs/celeba".into())
+        );
+        assert_eq!(
+            parse("folder:a:b").unwrap(),
+            DataSpec::ImageFolder("a:b".into())
+        );
+        assert_eq!(
+            parse("mnist:data/mnist").unwrap(),
+            DataSpec::Mnist("data/mnist".into())
+        );
+        assert_eq!(
+            parse("fashion-mnist:/d").unwrap(),
+            DataSpec::FashionMnist("/d".into())
+        );
         assert_eq!(parse("cifar10:c").unwrap(), DataSpec::Cifar10("c".into()));
         assert_eq!(parse("CIFAR-10:c").unwrap(), DataSpec::Cifar10("c".into()));
         // A drive letter is a path, not a prefix.
-        assert_eq!(parse(r"C:\imgs").unwrap(), DataSpec::ImageFolder(r"C:\imgs".into()));
+        assert_eq!(
+            parse(r"C:\imgs").unwrap(),
+            DataSpec::ImageFolder(r"C:\imgs".into())
+        );
         // A ':' after a path separator is part of the path.
-        assert_eq!(parse("./a:b").unwrap(), DataSpec::ImageFolder("./a:b".into()));
+        assert_eq!(
+            parse("./a:b").unwrap(),
+            DataSpec::ImageFolder("./a:b".into())
+        );
     }
 
     #[test]
@@ -170,7 +186,14 @@ mod tests {
 
     #[test]
     fn display_round_trips() {
-        for s in ["imgs", "folder:a:b", "mnist:m", "fashion-mnist:f", "cifar10:c"] {
+        for s in [
+            "imgs",
+            "a:b",
+            "folder:ab:c",
+            "mnist:m",
+            "fashion-mnist:f",
+            "cifar10:c",
+        ] {
             let spec = parse(s).unwrap();
             assert_eq!(spec.to_string(), s);
             assert_eq!(parse(&spec.to_string()).unwrap(), spec);

@@ -19,9 +19,14 @@ fn bundled_mnist_train_and_test_load() {
     let start = Instant::now();
     let train = spec.open(&opts).unwrap();
     eprintln!("MNIST train (60k, 28×28) loaded in {:.2?}", start.elapsed());
-    assert_eq!((train.len(), train.channels(), train.height(), train.width()), (60_000, 1, 28, 28));
+    assert_eq!(
+        (train.len(), train.channels(), train.height(), train.width()),
+        (60_000, 1, 28, 28)
+    );
     assert!(!train.report().resized);
-    let mean = train.as_bytes().iter().map(|&v| v as f64).sum::<f64>() / train.as_bytes().len() as f64 / 255.0;
+    let mean = train.as_bytes().iter().map(|&v| v as f64).sum::<f64>()
+        / train.as_bytes().len() as f64
+        / 255.0;
     assert!((mean - 0.1307).abs() < 5e-5, "train pixel mean {mean}");
 
     let test = spec.open(&opts.clone().with_split(Split::Test)).unwrap();
@@ -31,6 +36,9 @@ fn bundled_mnist_train_and_test_load() {
     let mut it = BatchIterConfig::new(128, 0).init(Arc::new(test)).unwrap();
     let b = it.next().unwrap();
     assert_eq!(b.shape, [128, 1, 28, 28]);
-    let (lo, hi) = b.images.iter().fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
+    let (lo, hi) = b
+        .images
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(l, h), &x| (l.min(x), h.max(x)));
     assert_eq!((lo, hi), (-1.0, 1.0));
 }

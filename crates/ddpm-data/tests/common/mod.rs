@@ -81,5 +81,7 @@ pub fn write_png(path: &Path, w: u32, h: u32, rgb: [u8; 3]) {
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).unwrap();
     }
-    image::RgbImage::from_pixel(w, h, image::Rgb(rgb)).save(path).unwrap();
+    image::RgbImage::from_pixel(w, h, image::Rgb(rgb))
+        .save(path)
+        .unwrap();
 }
