@@ -57,7 +57,10 @@ impl BpdConfig {
     ///
     /// # Errors
     /// [`LossError::InvalidParameter`] for K < 2 (or T < 2 with K).
-    pub fn init<B: Backend>(&self, forward: &ForwardProcess<B>) -> Result<BpdEvaluator<B>, LossError> {
+    pub fn init<B: Backend>(
+        &self,
+        forward: &ForwardProcess<B>,
+    ) -> Result<BpdEvaluator<B>, LossError> {
         let num_timesteps = forward.num_train_timesteps();
         let strata = match self.timesteps {
             BpdTimesteps::Stratified { k } if k < num_timesteps => {
@@ -153,7 +156,11 @@ impl BpdOutput {
         }
         let ranges = |o: &BpdOutput| o.terms.iter().map(|t| t.range.len()).collect::<Vec<_>>();
         if self.terms.len() != other.terms.len()
-            || self.terms.iter().zip(&other.terms).any(|(a, b)| a.range != b.range)
+            || self
+                .terms
+                .iter()
+                .zip(&other.terms)
+                .any(|(a, b)| a.range != b.range)
         {
             return Err(LossError::ShapeMismatch {
                 what: "timestep strata of appended bits/dim results",
@@ -331,7 +338,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::tensor::Distribution;
-    use ddpm_schedule::{NoiseSchedule, ScheduleConfig};
+    use ddpm_schedule::ScheduleConfig;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
@@ -349,7 +356,11 @@ mod tests {
 
     fn data() -> Tensor<B, 4> {
         // 8-bit levels in [−1, 1].
-        let x = Tensor::<B, 4>::random([4, 1, 4, 4], Distribution::Uniform(0.0, 255.0), &Default::default());
+        let x = Tensor::<B, 4>::random(
+            [4, 1, 4, 4],
+            Distribution::Uniform(0.0, 255.0),
+            &Default::default(),
+        );
         x.floor().div_scalar(127.5).sub_scalar(1.0)
     }
 
@@ -396,8 +407,14 @@ mod tests {
         let mut f = 0.0;
         let mut s = 0.0;
         for _ in 0..reps {
-            f += full.evaluate(x0.clone(), model, &mut rng, |_, _| {}).unwrap().bits_per_dim();
-            s += sub.evaluate(x0.clone(), model, &mut rng, |_, _| {}).unwrap().bits_per_dim();
+            f += full
+                .evaluate(x0.clone(), model, &mut rng, |_, _| {})
+                .unwrap()
+                .bits_per_dim();
+            s += sub
+                .evaluate(x0.clone(), model, &mut rng, |_, _| {})
+                .unwrap()
+                .bits_per_dim();
         }
         let (f, s) = (f / reps as f64, s / reps as f64);
         assert!((f - s).abs() < 0.05 * f, "full {f} vs stratified {s}");
@@ -410,9 +427,12 @@ mod tests {
         let mut calls = vec![];
         let mut rng = StdRng::seed_from_u64(0);
         let out = eval
-            .evaluate(data(), |x: Tensor<B, 4>, _| x.zeros_like(), &mut rng, |d, n| {
-                calls.push((d, n))
-            })
+            .evaluate(
+                data(),
+                |x: Tensor<B, 4>, _| x.zeros_like(),
+                &mut rng,
+                |d, n| calls.push((d, n)),
+            )
             .unwrap();
         assert_eq!(calls.len(), 10);
         assert_eq!(calls.last(), Some(&(10, 10)));
@@ -430,7 +450,12 @@ mod tests {
         let eval = BpdConfig::new().init(&fp).unwrap();
         let mut rng = StdRng::seed_from_u64(0);
         let err = eval
-            .evaluate(data().mul_scalar(255.0), |x: Tensor<B, 4>, _| x, &mut rng, |_, _| {})
+            .evaluate(
+                data().mul_scalar(255.0),
+                |x: Tensor<B, 4>, _| x,
+                &mut rng,
+                |_, _| {},
+            )
             .unwrap_err();
         assert!(matches!(err, LossError::DataOutOfRange { .. }), "{err}");
         let err = eval
@@ -443,7 +468,12 @@ mod tests {
             .unwrap_err();
         assert!(err.to_string().contains("fixed_large"), "{err}");
         let err = eval
-            .evaluate(data(), |x: Tensor<B, 4>, _| x.narrow(2, 0, 2), &mut rng, |_, _| {})
+            .evaluate(
+                data(),
+                |x: Tensor<B, 4>, _| x.narrow(2, 0, 2),
+                &mut rng,
+                |_, _| {},
+            )
             .unwrap_err();
         assert!(matches!(err, LossError::ShapeMismatch { .. }), "{err}");
     }

@@ -93,7 +93,12 @@ pub fn discretized_gaussian_log_likelihood<B: Backend, const D: usize>(
         approx_standard_normal_cdf(centered.clone().add_scalar(BIN_HALF_WIDTH) * inv_stdv.clone());
     let cdf_min = approx_standard_normal_cdf(centered.sub_scalar(BIN_HALF_WIDTH) * inv_stdv);
     let log_cdf_plus = cdf_plus.clone().clamp_min(MIN_PROB).log();
-    let log_one_minus_cdf_min = cdf_min.clone().neg().add_scalar(1.0).clamp_min(MIN_PROB).log();
+    let log_one_minus_cdf_min = cdf_min
+        .clone()
+        .neg()
+        .add_scalar(1.0)
+        .clamp_min(MIN_PROB)
+        .log();
     let log_cdf_delta = (cdf_plus - cdf_min).clamp_min(MIN_PROB).log();
     log_cdf_delta
         .mask_where(x.clone().lower_elem(-EDGE_THRESHOLD), log_cdf_plus)

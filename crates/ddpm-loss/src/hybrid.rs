@@ -10,7 +10,9 @@ use burn::tensor::{Int, Tensor, backend::Backend};
 use ddpm_forward::ForwardProcess;
 use ddpm_schedule::{PredictionType, VarianceType};
 
-use crate::{LossError, Parameterization, SimpleLoss, SimpleLossConfig, VariationalBound, VlbConfig};
+use crate::{
+    LossError, Parameterization, SimpleLoss, SimpleLossConfig, VariationalBound, VlbConfig,
+};
 
 /// Configuration of [`HybridLoss`].
 #[derive(Config, Debug)]
@@ -33,7 +35,10 @@ impl HybridLossConfig {
     /// # Errors
     /// [`LossError::VarianceType`] for a fixed variance type; [`LossError::InvalidParameter`]
     /// for λ < 0 or non-finite.
-    pub fn init<B: Backend>(&self, forward: &ForwardProcess<B>) -> Result<HybridLoss<B>, LossError> {
+    pub fn init<B: Backend>(
+        &self,
+        forward: &ForwardProcess<B>,
+    ) -> Result<HybridLoss<B>, LossError> {
         if !self.variance_type.is_learned() {
             return Err(LossError::VarianceType {
                 what: "the hybrid loss",

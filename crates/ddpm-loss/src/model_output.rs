@@ -134,7 +134,8 @@ pub fn p_mean_variance<B: Backend, const D: usize>(
                 .expect("learned variance has its channels")
                 .add_scalar(1.0)
                 .mul_scalar(0.5);
-            let min_log: Tensor<B, D> = forward.gather(Table::PosteriorLogVarianceClipped, t.clone());
+            let min_log: Tensor<B, D> =
+                forward.gather(Table::PosteriorLogVarianceClipped, t.clone());
             let max_log: Tensor<B, D> = forward.gather::<D>(Table::Betas, t.clone()).log();
             v * (max_log - min_log.clone()) + min_log
         }
@@ -168,7 +169,11 @@ mod tests {
         assert_eq!(p.output_channels(3), 6);
         let err = p.check_output_channels(3, 3).unwrap_err().to_string();
         assert!(err.contains("3 channels") && err.contains("learned_range") && err.contains('6'));
-        assert!(Parameterization::default().check_output_channels(3, 3).is_ok());
+        assert!(
+            Parameterization::default()
+                .check_output_channels(3, 3)
+                .is_ok()
+        );
     }
 
     #[test]

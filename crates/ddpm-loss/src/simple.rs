@@ -69,7 +69,10 @@ impl SimpleLossConfig {
     /// # Errors
     /// [`LossError::InvalidParameter`] for γ ≤ 0 or non-finite; [`LossError::VarianceType`] for
     /// [`LossWeighting::TrueBound`] with a learned variance (its σ_t² is not a table).
-    pub fn init<B: Backend>(&self, forward: &ForwardProcess<B>) -> Result<SimpleLoss<B>, LossError> {
+    pub fn init<B: Backend>(
+        &self,
+        forward: &ForwardProcess<B>,
+    ) -> Result<SimpleLoss<B>, LossError> {
         match self.weighting {
             LossWeighting::MinSnr { gamma } if !(gamma.is_finite() && gamma > 0.0) => {
                 return Err(LossError::InvalidParameter {
@@ -217,9 +220,12 @@ mod tests {
 
     type B = Flex;
 
-    fn setup() -> (ForwardProcess<B>, <B as Backend>::Device) {
+    fn setup() -> (ForwardProcess<B>, burn::tensor::Device<B>) {
         let device = Default::default();
-        (ForwardProcess::new(&NoiseSchedule::paper(), &device), device)
+        (
+            ForwardProcess::new(&NoiseSchedule::paper(), &device),
+            device,
+        )
     }
 
     fn host(t: Tensor<B, 1>) -> Vec<f64> {
@@ -251,7 +257,10 @@ mod tests {
             .map(|&i| fp.schedule().snr()[i])
             .collect();
         for (pt, f) in [
-            (PredictionType::Epsilon, (|s: f64| s.min(5.0) / s) as fn(f64) -> f64),
+            (
+                PredictionType::Epsilon,
+                (|s: f64| s.min(5.0) / s) as fn(f64) -> f64,
+            ),
             (PredictionType::Sample, |s: f64| s.min(5.0)),
             (PredictionType::VPrediction, |s: f64| s.min(5.0) / (s + 1.0)),
         ] {
@@ -262,7 +271,11 @@ mod tests {
                 .unwrap();
             let w = host(loss.weights(t.clone()).unwrap());
             for (w, s) in w.iter().zip(&snr) {
-                assert!((w - f(*s)).abs() <= 1e-5 * f(*s).max(1.0), "{pt:?}: {w} vs {}", f(*s));
+                assert!(
+                    (w - f(*s)).abs() <= 1e-5 * f(*s).max(1.0),
+                    "{pt:?}: {w} vs {}",
+                    f(*s)
+                );
             }
         }
     }
@@ -283,7 +296,10 @@ mod tests {
             // σ² = β_t: β² / (2 β α (1 − ᾱ)) = β / (2 α (1 − ᾱ))
             let b = s.betas()[i];
             let expected = b / (2.0 * s.alphas()[i] * (1.0 - s.alphas_cumprod()[i]));
-            assert!((w - expected).abs() <= 1e-5 * expected, "t={i}: {w} vs {expected}");
+            assert!(
+                (w - expected).abs() <= 1e-5 * expected,
+                "t={i}: {w} vs {expected}"
+            );
         }
     }
 
@@ -293,7 +309,8 @@ mod tests {
         let (fp, device) = setup();
         let x0 = Tensor::<B, 4>::random([2, 1, 4, 4], Distribution::Uniform(-1.0, 1.0), &device);
         let eps = Tensor::<B, 4>::random([2, 1, 4, 4], Distribution::Normal(0.0, 1.0), &device);
-        let eps_hat = eps.clone() + Tensor::random([2, 1, 4, 4], Distribution::Normal(0.0, 0.1), &device);
+        let eps_hat =
+            eps.clone() + Tensor::random([2, 1, 4, 4], Distribution::Normal(0.0, 0.1), &device);
         let t = Tensor::<B, 1, Int>::from_ints([10, 600], &device);
         let x_t = fp.q_sample(x0.clone(), t.clone(), eps.clone());
         for vt in [VarianceType::FixedSmall, VarianceType::FixedLarge] {
@@ -304,10 +321,16 @@ mod tests {
                 .unwrap();
             let w = host(loss.forward(eps_hat.clone(), x0.clone(), eps.clone(), t.clone()));
             let vlb = VlbConfig::new().with_variance_type(vt).init(&fp);
-            let kl = host(vlb.terms(eps_hat.clone(), x0.clone(), x_t.clone(), t.clone()).kl);
+            let kl = host(
+                vlb.terms(eps_hat.clone(), x0.clone(), x_t.clone(), t.clone())
+                    .kl,
+            );
             // fixed_large's KL also has a variance-mismatch constant: compare the part that
             // depends on the model by subtracting the perfect model's KL.
-            let perfect = host(vlb.terms(eps.clone(), x0.clone(), x_t.clone(), t.clone()).kl);
+            let perfect = host(
+                vlb.terms(eps.clone(), x0.clone(), x_t.clone(), t.clone())
+                    .kl,
+            );
             for ((w, kl), p) in w.iter().zip(&kl).zip(&perfect) {
                 let d = (kl - p) * std::f64::consts::LN_2;
                 assert!((w - d).abs() <= 2e-3 * d.abs() + 1e-6, "{vt:?}: {w} vs {d}");

@@ -163,7 +163,9 @@ impl LossSecondMomentSampler {
 
     /// Whether every timestep has a full history (before that, sampling is uniform).
     pub fn warmed_up(&self) -> bool {
-        self.history.iter().all(|h| h.len() == self.history_per_term)
+        self.history
+            .iter()
+            .all(|h| h.len() == self.history_per_term)
     }
 }
 

@@ -170,7 +170,9 @@ impl<B: Backend> VariationalBound<B> {
             x_t.dims(),
             "vlb terms: x_0 and x_t have different shapes"
         );
-        let posterior = self.forward.q_posterior(x_0.clone(), x_t.clone(), t.clone());
+        let posterior = self
+            .forward
+            .q_posterior(x_0.clone(), x_t.clone(), t.clone());
         let p = self.p_mean_variance(model_output, x_t, t.clone());
         let kl = normal_kl(
             posterior.mean,
