@@ -40,7 +40,7 @@ impl<B: Backend> Unet<B> {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<(), ImportError> {
         let dir = dir.as_ref();
         create_dir(dir)?;
-        write_json(&dir.join(NATIVE_CONFIG), &self.config)?;
+        write_json(&dir.join(NATIVE_CONFIG), self.config())?;
         let mut store = BurnpackStore::from_file(dir.join(NATIVE_WEIGHTS)).overwrite(true);
         self.save_into(&mut store)?;
         Ok(())
@@ -59,7 +59,7 @@ impl<B: Backend> Unet<B> {
         create_dir(dir)?;
         write_json(
             &dir.join(DIFFUSERS_CONFIG),
-            &DiffusersUnetConfig::from(&self.config),
+            &DiffusersUnetConfig::from(self.config()),
         )?;
         let remap =
             KeyRemapper::from_patterns(vec![(r"\.to_out\.", ".to_out.0.")]).expect("valid regex");

@@ -42,7 +42,7 @@
 //! # use burn::backend::Flex;
 //! use ddpm_unet::Unet;
 //! let unet = Unet::<Flex>::from_diffusers("ddpm-cifar10-32", &Default::default())?;
-//! println!("{} parameters", unet.config.num_params());
+//! println!("{} parameters", unet.config().num_params());
 //! # Ok::<(), ddpm_unet::ImportError>(())
 //! ```
 #![warn(missing_docs)]

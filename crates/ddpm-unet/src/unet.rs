@@ -105,8 +105,8 @@ pub struct Unet<B: Backend> {
     pub conv_norm_out: GroupNorm<B>,
     /// 3×3 conv to `out_channels`.
     pub conv_out: Conv2d<B>,
-    /// The (validated) config the model was built from.
-    pub config: UnetConfig,
+    /// The (validated) config the model was built from; read it with [`Unet::config`].
+    config: UnetConfig,
 }
 
 /// The activations diffusers' forward hooks see, for block-by-block parity checks.
@@ -149,6 +149,12 @@ impl<B: Backend> Default for Recorded<B> {
 }
 
 impl<B: Backend> Unet<B> {
+    /// The validated config the model was built from (read-only: the module's shapes depend
+    /// on it).
+    pub fn config(&self) -> &UnetConfig {
+        &self.config
+    }
+
     /// Predicts the noise ε_θ(x_t, t) (or, with `out_channels` = 2·C, the noise and the
     /// variance interpolation of Nichol & Dhariwal 2021).
     ///

@@ -41,7 +41,7 @@ fn assert_parity(unet: &Unet<TestBackend>, device: &Device) {
 fn tiny_matches_diffusers_block_by_block() {
     let device = Default::default();
     let unet = Unet::<TestBackend>::from_diffusers(fixture("unet_tiny"), &device).unwrap();
-    assert_eq!(unet.config, UnetConfig::tiny());
+    assert_eq!(unet.config(), &UnetConfig::tiny());
     assert_parity(&unet, &device);
 }
 
@@ -76,7 +76,7 @@ fn fixture_param_count_equals_diffusers() {
     let unet = Unet::<TestBackend>::from_diffusers(fixture("unet_tiny"), &device).unwrap();
     use burn::module::Module;
     assert_eq!(unet.num_params(), want);
-    assert_eq!(unet.config.num_params(), want);
+    assert_eq!(unet.config().num_params(), want);
 }
 
 /// The same weights as a PyTorch `torch.save` zip (`diffusion_pytorch_model.bin`), read by

@@ -67,7 +67,7 @@ fn diffusers_round_trip_gives_the_same_outputs() {
         .unwrap();
     unet.to_diffusers(&dir).unwrap();
     let back = Unet::<TestBackend>::from_diffusers(&dir, &device).unwrap();
-    assert_eq!(back.config, unet.config);
+    assert_eq!(back.config(), unet.config());
     let (a, b) = (output(&unet, &device), output(&back, &device));
     assert_eq!(a.into_data(), b.into_data());
     std::fs::remove_dir_all(&dir).unwrap();
@@ -81,7 +81,7 @@ fn native_round_trip_gives_the_same_outputs() {
     unet.save(&dir).unwrap();
     assert_eq!(ModelFormat::detect(&dir).unwrap(), ModelFormat::Native);
     let back = Unet::<TestBackend>::load(&dir, &device).unwrap();
-    assert_eq!(back.config, unet.config);
+    assert_eq!(back.config(), unet.config());
     let any = Unet::<TestBackend>::load_any(&dir, &device).unwrap();
     let want = output(&unet, &device).into_data();
     assert_eq!(output(&back, &device).into_data(), want);

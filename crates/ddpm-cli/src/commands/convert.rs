@@ -64,7 +64,7 @@ pub fn run_on<B: Backend>(args: ConvertArgs, device: &B::Device) -> Result<()> {
             Target::Diffusers => "diffusers UNet2DModel",
             Target::Burn => "native checkpoint",
         },
-        super::unet::thousands(unet.config.num_params()),
+        super::unet::thousands(unet.config().num_params()),
         args.dst.display()
     );
     Ok(())

@@ -71,7 +71,7 @@ fn info<B: Backend>(args: InfoArgs, device: &B::Device) -> Result<()> {
             let unet = Unet::<B>::load_any(path, device)
                 .with_context(|| format!("loading U-Net from {}", path.display()))?;
             let n = unet.num_params();
-            (path.display().to_string(), unet.config.clone(), Some(n))
+            (path.display().to_string(), unet.config().clone(), Some(n))
         }
         (None, None) => anyhow::bail!("give a model directory or --preset NAME"),
     };
