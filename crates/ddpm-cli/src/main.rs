@@ -25,6 +25,8 @@ enum Command {
     Unet(commands::unet::UnetArgs),
     /// Convert a U-Net between a diffusers directory and the native format.
     Convert(commands::convert::ConvertArgs),
+    /// Draw images from a U-Net with DDPM, DDIM or DPM-Solver++ and write a PNG grid.
+    Sample(commands::sample::SampleArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -43,5 +45,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Schedule(args) => commands::schedule::run(args),
         Command::Unet(args) => commands::unet::run(args),
         Command::Convert(args) => commands::convert::run(args),
+        Command::Sample(args) => commands::sample::run(args),
     }
 }

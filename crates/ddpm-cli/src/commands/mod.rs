@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
 pub mod convert;
+pub mod sample;
 pub mod schedule;
 pub mod unet;
