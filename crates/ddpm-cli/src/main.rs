@@ -27,6 +27,8 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Draw images from a U-Net with DDPM, DDIM or DPM-Solver++ and write a PNG grid.
     Sample(commands::sample::SampleArgs),
+    /// Evaluate a model: bits/dim of images under its variational bound (`eval nll`).
+    Eval(commands::eval::EvalArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -46,5 +48,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Unet(args) => commands::unet::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Sample(args) => commands::sample::run(args),
+        Command::Eval(args) => commands::eval::run(args),
     }
 }

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod convert;
+pub mod eval;
 pub mod sample;
 pub mod schedule;
 pub mod unet;
