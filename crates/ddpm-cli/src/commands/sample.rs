@@ -43,7 +43,7 @@ pub struct SampleArgs {
     #[arg(long)]
     pub steps: Option<usize>,
     /// DDIM's η (0 = deterministic, 1 = DDPM-like). DDIM only; default 0.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eta: Option<f64>,
     /// Timestep spacing: leading, linspace or trailing. Default: the config's.
     #[arg(long)]
