@@ -129,19 +129,19 @@ pub(crate) fn convert_planar(
     size: ImageSize,
 ) -> (Vec<u8>, bool) {
     let src_len = src_channels * src_size.height * src_size.width;
-    if src_size == size {
-        if src_channels == channels {
-            return (src, false);
-        }
-        if src_channels == 1 && channels == 3 {
-            let mut out = Vec::with_capacity(3 * src.len());
-            for img in src.chunks_exact(src_len) {
-                for _ in 0..3 {
-                    out.extend_from_slice(img);
-                }
+    if src_channels == 1 && channels == 3 {
+        // Gray to RGB: resize the one plane (a third of the work), then repeat it.
+        let (gray, resized) = convert_planar(src, n, 1, src_size, 1, size);
+        let mut out = Vec::with_capacity(3 * gray.len());
+        for img in gray.chunks_exact(size.height * size.width) {
+            for _ in 0..3 {
+                out.extend_from_slice(img);
             }
-            return (out, false);
         }
+        return (out, resized);
+    }
+    if src_size == size && src_channels == channels {
+        return (src, false);
     }
     let results = parallel_map(n, false, |i| {
         let img = planar_to_image(
