@@ -23,7 +23,7 @@ pub struct NoiseSource<B: Backend> {
 
 #[derive(Debug)]
 enum Kind<B: Backend> {
-    Host(ChaCha8Rng),
+    Host(Box<ChaCha8Rng>),
     Device,
     Replay(Tensor<B, 5>),
 }
@@ -32,7 +32,7 @@ impl<B: Backend> NoiseSource<B> {
     /// Host RNG seeded with `seed`: identical noise on every backend.
     pub fn seeded(seed: u64) -> Self {
         Self {
-            kind: Kind::Host(ChaCha8Rng::seed_from_u64(seed)),
+            kind: Kind::Host(Box::new(ChaCha8Rng::seed_from_u64(seed))),
         }
     }
 
