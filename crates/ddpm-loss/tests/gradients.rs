@@ -56,15 +56,16 @@ fn assert_all_finite_nonzero(what: &str, stats: &[(usize, f32, bool)]) {
     }
 }
 
-fn setup(
-    out_channels: usize,
-) -> (
+/// The model, the forward process, x₀, ε and t.
+type Setup = (
     Unet<B>,
     ForwardProcess<B>,
     Tensor<B, 4>,
     Tensor<B, 4>,
     Tensor<B, 1, Int>,
-) {
+);
+
+fn setup(out_channels: usize) -> Setup {
     let device = Default::default();
     let unet = UnetConfig::tiny()
         .with_out_channels(out_channels)

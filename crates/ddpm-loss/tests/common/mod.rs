@@ -81,7 +81,9 @@ fn check(
     for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
         let d = (a - b).abs();
         let atol = atol(i);
-        if !(d <= atol + rtol * b.abs()) {
+        // NaN counts as a violation.
+        let within = d <= atol + rtol * b.abs();
+        if !within {
             bad += 1;
             eprintln!(
                 "{what}[{i}]: ours {a:e} vs reference {b:e} (|Δ| {d:e}, atol {atol:e}, rtol {rtol:e})"
