@@ -1,0 +1,109 @@
+//! Errors of a training run.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Why a training run, checkpoint or run directory failed.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum TrainError {
+    /// A training setting out of range.
+    #[error("{field} is {value}; expected {expected}")]
+    InvalidConfig {
+        /// The config field.
+        field: &'static str,
+        /// Its value, printed.
+        value: String,
+        /// What is accepted.
+        expected: &'static str,
+    },
+    /// The loss became NaN or infinite.
+    #[error(
+        "loss is {loss} at step {step}; stopping (the last good checkpoint is kept{})",
+        last_checkpoint.as_ref().map(|p| format!(": {}", p.display())).unwrap_or_default()
+    )]
+    NonFiniteLoss {
+        /// The step whose loss was not finite (1-based count of optimizer steps).
+        step: usize,
+        /// The loss value.
+        loss: f64,
+        /// The newest checkpoint on disk, if any.
+        last_checkpoint: Option<PathBuf>,
+    },
+    /// The dataset does not fit the model.
+    #[error("dataset images are {found}; the model expects {expected}")]
+    DataShape {
+        /// The model's `[C, H, W]`.
+        expected: String,
+        /// The dataset's `[C, H, W]`.
+        found: String,
+    },
+    /// `--resume` with no checkpoint in the run directory.
+    #[error("no checkpoint to resume from in {dir}")]
+    NoCheckpoint {
+        /// The run directory.
+        dir: PathBuf,
+    },
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON file could not be parsed or written.
+    #[error("{path}: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The cause (names the key and line).
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Burn's recorder failed to write or read a checkpoint file.
+    #[error("{path}: {message}")]
+    Record {
+        /// The file.
+        path: PathBuf,
+        /// Burn's message.
+        message: String,
+    },
+    /// An image could not be written.
+    #[error("{path}: {source}")]
+    Image {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: image::ImageError,
+    },
+    /// A U-Net problem (invalid config, unreadable model directory).
+    #[error(transparent)]
+    Unet(#[from] ddpm_unet::ImportError),
+    /// An invalid U-Net config.
+    #[error(transparent)]
+    UnetConfig(#[from] ddpm_unet::UnetError),
+    /// An invalid noise schedule.
+    #[error(transparent)]
+    Schedule(#[from] ddpm_schedule::ScheduleError),
+    /// An invalid loss setting.
+    #[error(transparent)]
+    Loss(#[from] ddpm_loss::LossError),
+    /// A data problem.
+    #[error(transparent)]
+    Data(#[from] ddpm_data::DataError),
+    /// A sampler problem (preview grids).
+    #[error(transparent)]
+    Sampler(#[from] ddpm_sampler::SamplerError),
+    /// A sampling-loop problem (preview grids).
+    #[error(transparent)]
+    Sample(#[from] ddpm_sampler::SampleError),
+}
+
+pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+    let path = path.into();
+    move |source| TrainError::Io { path, source }
+}

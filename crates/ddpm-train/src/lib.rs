@@ -1,0 +1,41 @@
+//! Training Denoising Diffusion Probabilistic Models (Ho, Jain & Abbeel 2020,
+//! arXiv:2006.11239v2, Algorithm 1 and Appendix B).
+//!
+//! [`Trainer`] runs the paper's recipe by default ([`TrainConfig`]): L_simple (Eq. 14), Adam
+//! with linear warmup, global gradient-norm clipping at 1 ([`clip_global_norm`]), and an EMA of
+//! the weights ([`ema_update`], decay 0.9999) from which previews are sampled. Checkpoints hold
+//! the raw and EMA weights, the optimizer state, the step and the data position, are written
+//! atomically ([`checkpoint`] module docs give the run directory layout), and a resumed run
+//! reproduces an uninterrupted one bit for bit.
+//!
+//! # Example
+//! ```no_run
+//! use std::sync::Arc;
+//! use burn::backend::{Autodiff, Flex};
+//! use ddpm_data::{DataSpec, ImageSize, LoadOptions};
+//! use ddpm_train::{TrainConfig, Trainer};
+//! use ddpm_unet::UnetConfig;
+//!
+//! let data = Arc::new("mnist:data/mnist".parse::<DataSpec>()?.open(&LoadOptions::new(1, ImageSize::square(28)))?);
+//! let config = TrainConfig::new(UnetConfig::mnist()).with_steps(2000).with_batch_size(64);
+//! let mut trainer = Trainer::<Autodiff<Flex>>::new(config, "runs/mnist", data, &Default::default())?;
+//! trainer.run(|event| println!("{event:?}"))?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+
+pub mod checkpoint;
+mod clip;
+mod config;
+mod ema;
+mod error;
+mod grid;
+mod trainer;
+
+pub use checkpoint::{TrainState, Weights, is_training_output, latest_checkpoint, load_unet};
+pub use clip::{clip_global_norm, global_norm};
+pub use config::{EmaWarmup, TrainConfig};
+pub use ema::ema_update;
+pub use error::TrainError;
+pub use grid::{grid_image, save_grid, to_u8};
+pub use trainer::{InferenceBackend, StepStats, TrainEvent, Trainer};

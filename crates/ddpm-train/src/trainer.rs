@@ -1,0 +1,459 @@
+//! The training loop: Ho et al. 2020, Algorithm 1 with the paper's recipe (Appendix B) —
+//! x₀ ~ data, t ~ Uniform, ε ~ N(0, I), a gradient step on ‖ε − ε_θ(√ᾱ_t x₀ + √(1−ᾱ_t) ε, t)‖²
+//! (Eq. 14) with Adam, linear warmup, global-norm clipping and an EMA of the weights.
+//!
+//! Every random choice of step k (timesteps, ε, dropout) derives from (seed, k), and the data
+//! order from (seed, epoch), so a run resumed from a checkpoint takes bit for bit the same
+//! steps as one that never stopped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use burn::module::{AutodiffModule, Module};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{Adam, AdamConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::record::Recorder;
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::AutodiffBackend;
+use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
+use ddpm_forward::ForwardProcess;
+use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepSampler, UniformSampler};
+use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
+use ddpm_schedule::NoiseSchedule;
+use ddpm_unet::Unet;
+use rand::SeedableRng;
+use rand::rngs::ChaCha8Rng;
+
+use crate::checkpoint::{
+    EMA_RECORD, MODEL_RECORD, OPTIMIZER_RECORD, TRAIN_CONFIG_FILE, TrainState, latest_checkpoint,
+    read_state, read_train_config, record_error, recorder, write_checkpoint, write_json_atomic,
+};
+use crate::error::io;
+use crate::{TrainConfig, TrainError, clip_global_norm, ema_update, save_grid};
+
+type Optim<B> = OptimizerAdaptor<Adam, Unet<B>, B>;
+
+/// Burn's backend RNG (weight initialisation, dropout masks) is one per process. Each trainer
+/// reseeds it from (seed, step) and holds this lock while it draws from it, so several trainers
+/// in one process (e.g. parallel tests) stay reproducible; they then take turns.
+static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn backend_rng_lock() -> std::sync::MutexGuard<'static, ()> {
+    // A panic in another trainer does not invalidate the RNG: ignore poisoning.
+    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What one optimizer step measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepStats {
+    /// Optimizer steps taken so far (after this one).
+    pub step: usize,
+    /// Mean training loss of the step.
+    pub loss: f64,
+    /// Global gradient norm before clipping.
+    pub grad_norm: f64,
+    /// Learning rate used.
+    pub learning_rate: f64,
+}
+
+/// Something the run loop reports.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainEvent {
+    /// A step finished (every step; `log` is true every `log_every` steps).
+    Step {
+        /// The step's figures.
+        stats: StepStats,
+        /// Images per second over the last logging window.
+        images_per_sec: f64,
+        /// Whether this step is a logging step.
+        log: bool,
+    },
+    /// A checkpoint was written.
+    Checkpoint(PathBuf),
+    /// A preview grid was written.
+    Preview(PathBuf),
+}
+
+/// A training run bound to a run directory, a dataset and a device.
+pub struct Trainer<B: AutodiffBackend> {
+    config: TrainConfig,
+    run_dir: PathBuf,
+    device: B::Device,
+    model: Unet<B>,
+    ema: Unet<B::InnerBackend>,
+    optim: Optim<B>,
+    loss: SimpleLoss<B>,
+    schedule: NoiseSchedule,
+    data: BatchIter,
+    step: usize,
+    last_checkpoint: Option<PathBuf>,
+}
+
+/// A seed for stream `stream` of step `step` (SplitMix64 over the run seed).
+fn derive_seed(seed: u64, step: usize, stream: u64) -> u64 {
+    let mut z = seed
+        .wrapping_add((step as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(stream.wrapping_mul(0xD1B5_4A32_D192_ED03));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn check_data(config: &TrainConfig, data: &Dataset) -> Result<(), TrainError> {
+    let u = &config.unet;
+    let expected = [u.in_channels, u.sample_size, u.sample_size];
+    let found = [data.channels(), data.height(), data.width()];
+    if expected != found {
+        return Err(TrainError::DataShape {
+            expected: format!("{expected:?}"),
+            found: format!("{found:?}"),
+        });
+    }
+    Ok(())
+}
+
+impl<B: AutodiffBackend> Trainer<B> {
+    /// Starts a new run in `run_dir` (created; its `train_config.json` is written).
+    ///
+    /// # Errors
+    /// An invalid config (naming the field), a dataset that does not fit the model, or I/O.
+    pub fn new(
+        config: TrainConfig,
+        run_dir: impl AsRef<Path>,
+        dataset: Arc<Dataset>,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        check_data(&config, &dataset)?;
+        let run_dir = run_dir.as_ref().to_path_buf();
+        std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
+        write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
+        let model = {
+            let _rng = backend_rng_lock();
+            B::seed(device, derive_seed(config.seed, 0, 0));
+            config.unet.try_init::<B>(device)?
+        };
+        let ema = model.valid();
+        let data = Self::batches(&config).init(dataset)?;
+        Self::assemble(config, run_dir, device, model, ema, None, data, 0)
+    }
+
+    /// Continues the run in `run_dir` from its newest checkpoint, up to `steps` total steps
+    /// (the saved config's count when `None`).
+    ///
+    /// # Errors
+    /// [`TrainError::NoCheckpoint`] when there is none; I/O, JSON and record errors.
+    pub fn resume(
+        run_dir: impl AsRef<Path>,
+        dataset: Arc<Dataset>,
+        steps: Option<usize>,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let run_dir = run_dir.as_ref().to_path_buf();
+        let mut config = read_train_config(&run_dir)?;
+        if let Some(steps) = steps {
+            config.steps = steps;
+        }
+        config.validate()?;
+        check_data(&config, &dataset)?;
+        let ckpt = latest_checkpoint(&run_dir)?.ok_or_else(|| TrainError::NoCheckpoint {
+            dir: run_dir.clone(),
+        })?;
+        let state = read_state(&ckpt)?;
+        let rec = recorder();
+        let load = |name: &str| ckpt.join(name);
+        let model = config
+            .unet
+            .try_init::<B>(device)?
+            .load_file(load(MODEL_RECORD), &rec, device)
+            .map_err(|e| record_error(&load(MODEL_RECORD), e))?;
+        let ema = config
+            .unet
+            .try_init::<B::InnerBackend>(device)?
+            .load_file(load(EMA_RECORD), &rec, device)
+            .map_err(|e| record_error(&load(EMA_RECORD), e))?;
+        let optim_record = Recorder::<B>::load(&rec, load(OPTIMIZER_RECORD), device)
+            .map_err(|e| record_error(&load(OPTIMIZER_RECORD), e))?;
+        let data = Self::batches(&config).resume(dataset, state.data)?;
+        let mut trainer = Self::assemble(
+            config,
+            run_dir,
+            device,
+            model,
+            ema,
+            Some(optim_record),
+            data,
+            state.step,
+        )?;
+        trainer.last_checkpoint = Some(ckpt);
+        Ok(trainer)
+    }
+
+    fn batches(config: &TrainConfig) -> BatchIterConfig {
+        BatchIterConfig::new(config.batch_size / config.grad_accumulation, config.seed)
+            .with_random_flip(config.random_flip)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        config: TrainConfig,
+        run_dir: PathBuf,
+        device: &B::Device,
+        model: Unet<B>,
+        ema: Unet<B::InnerBackend>,
+        optim_record: Option<<Optim<B> as Optimizer<Unet<B>, B>>::Record>,
+        data: BatchIter,
+        step: usize,
+    ) -> Result<Self, TrainError> {
+        let schedule = config.schedule.build()?;
+        let forward = ForwardProcess::<B>::new(&schedule, device);
+        let loss = SimpleLossConfig::new()
+            .with_prediction_type(config.prediction_type)
+            .with_weighting(config.loss_weighting)
+            .init(&forward)?;
+        let mut optim = AdamConfig::new()
+            .with_beta_1(config.adam_beta1)
+            .with_beta_2(config.adam_beta2)
+            .with_epsilon(config.adam_epsilon)
+            .init::<B, Unet<B>>();
+        if let Some(record) = optim_record {
+            optim = optim.load_record(record);
+        }
+        Ok(Self {
+            config,
+            run_dir,
+            device: device.clone(),
+            model,
+            ema,
+            optim,
+            loss,
+            schedule,
+            data,
+            step,
+            last_checkpoint: None,
+        })
+    }
+
+    /// The run's configuration.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Optimizer steps taken.
+    pub fn step(&self) -> usize {
+        self.step
+    }
+
+    /// The raw weights.
+    pub fn model(&self) -> &Unet<B> {
+        &self.model
+    }
+
+    /// The EMA weights.
+    pub fn ema(&self) -> &Unet<B::InnerBackend> {
+        &self.ema
+    }
+
+    /// The run directory.
+    pub fn run_dir(&self) -> &Path {
+        &self.run_dir
+    }
+
+    /// One optimizer step over `batch_size` images (in `grad_accumulation` micro-batches).
+    ///
+    /// # Errors
+    /// [`TrainError::NonFiniteLoss`] (naming the step and the newest checkpoint) when the loss
+    /// is NaN or infinite; the weights are then left as they were before the step.
+    pub fn train_step(&mut self) -> Result<StepStats, TrainError> {
+        let k = self.step;
+        let accum = self.config.grad_accumulation;
+        let mut accumulator = GradientsAccumulator::<Unet<B>>::new();
+        let mut total = 0.0;
+        let _rng = backend_rng_lock();
+        B::seed(&self.device, derive_seed(self.config.seed, k, 1));
+        for micro in 0..accum {
+            let batch: Batch = self.data.next().expect("BatchIter never ends");
+            let n = batch.len();
+            let shape = batch.shape;
+            let x0 = batch.into_tensor::<B>(&self.device);
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(derive_seed(self.config.seed, k, 2 + micro as u64));
+            let t = UniformSampler::new(self.schedule.num_train_timesteps())?
+                .sample(n, &mut rng)
+                .timesteps_tensor::<B>(&self.device);
+            let eps =
+                NoiseSource::<B>::seeded(derive_seed(self.config.seed, k, 1000 + micro as u64))
+                    .standard_normal(shape, &self.device)?;
+            let model = &self.model;
+            let per_sample = self
+                .loss
+                .forward_with(|x, t| model.forward(x, t), x0, eps, t);
+            let loss = per_sample.mean().div_scalar(accum as f64);
+            let value: f64 = loss.clone().into_scalar().elem();
+            if !value.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    step: k + 1,
+                    loss: value,
+                    last_checkpoint: self.last_checkpoint.clone(),
+                });
+            }
+            total += value;
+            let grads = GradientsParams::from_grads(loss.backward(), &self.model);
+            accumulator.accumulate(&self.model, grads);
+        }
+        let mut grads = accumulator.grads();
+        let grad_norm = match self.config.grad_clip_norm {
+            Some(max) => clip_global_norm::<B, _>(&mut grads, &self.model, max),
+            None => crate::clip::global_norm::<B, _>(&grads, &self.model),
+        };
+        let lr = self.config.learning_rate_at(k);
+        self.model = self.optim.step(lr, self.model.clone(), grads);
+        let decay = self.config.ema_decay_at(k);
+        self.ema = ema_update(self.ema.clone(), &self.model.valid(), decay);
+        self.step += 1;
+        Ok(StepStats {
+            step: self.step,
+            loss: total,
+            grad_norm,
+            learning_rate: lr,
+        })
+    }
+
+    /// Writes a checkpoint of the current step (model, EMA, optimizer, data position).
+    ///
+    /// # Errors
+    /// I/O and record errors naming the file; the previous checkpoints are untouched then.
+    pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        let state = TrainState {
+            step: self.step,
+            data: self.data.state(),
+        };
+        let (model, ema) = (self.model.clone(), self.ema.clone());
+        let optim_record = self.optim.to_record();
+        let rec = recorder();
+        let path = write_checkpoint(
+            &self.run_dir,
+            state,
+            &self.config.unet,
+            self.config.keep_checkpoints,
+            |dir| {
+                let m = dir.join(MODEL_RECORD);
+                model.save_file(&m, &rec).map_err(|e| record_error(&m, e))?;
+                let e = dir.join(EMA_RECORD);
+                ema.save_file(&e, &rec)
+                    .map_err(|err| record_error(&e, err))?;
+                let o = dir.join(OPTIMIZER_RECORD);
+                Recorder::<B>::record(&rec, optim_record, o.clone())
+                    .map_err(|err| record_error(&o, err))?;
+                Ok(())
+            },
+        )?;
+        self.last_checkpoint = Some(path.clone());
+        Ok(path)
+    }
+
+    /// Samples `n` images from the EMA weights with DDIM (`preview_steps` steps, η = 0) from a
+    /// fixed seed, so successive previews are comparable.
+    ///
+    /// # Errors
+    /// Sampler errors (e.g. more preview steps than T).
+    pub fn sample_ema(
+        &self,
+        n: usize,
+    ) -> Result<burn::tensor::Tensor<B::InnerBackend, 4>, TrainError> {
+        let mut sampler = DdimSamplerConfig::new()
+            .with_num_inference_steps(self.config.preview_steps)
+            .with_prediction_type(self.config.prediction_type)
+            .init(&self.schedule)?;
+        let u = &self.config.unet;
+        let mut noise = NoiseSource::<B::InnerBackend>::seeded(derive_seed(self.config.seed, 0, 7));
+        let x_t = noise.standard_normal(
+            [n, u.in_channels, u.sample_size, u.sample_size],
+            &self.device,
+        )?;
+        let ema = &self.ema;
+        let model = |x, t| ema.forward(x, t);
+        Ok(sample_loop(
+            &mut sampler,
+            &model,
+            x_t,
+            &mut noise,
+            |_| {},
+            None,
+        )?)
+    }
+
+    /// Writes a preview grid `samples/step-NNNNNNNN.png` and copies it to `samples.png`.
+    ///
+    /// # Errors
+    /// Sampler and image errors.
+    pub fn write_preview(&self) -> Result<PathBuf, TrainError> {
+        let samples = self.sample_ema(self.config.num_preview_samples)?;
+        let path = self
+            .run_dir
+            .join("samples")
+            .join(format!("step-{:08}.png", self.step));
+        save_grid(samples, &path)?;
+        let latest = self.run_dir.join("samples.png");
+        let tmp = latest.with_extension("png.tmp");
+        std::fs::copy(&path, &tmp).map_err(io(&tmp))?;
+        std::fs::rename(&tmp, &latest).map_err(io(&latest))?;
+        Ok(path)
+    }
+
+    /// Trains up to `config.steps`, logging to `metrics.jsonl`, writing checkpoints and
+    /// previews on schedule, and always a final checkpoint and preview.
+    ///
+    /// # Errors
+    /// As [`Trainer::train_step`], [`Trainer::save_checkpoint`], [`Trainer::write_preview`].
+    pub fn run(&mut self, mut on_event: impl FnMut(TrainEvent)) -> Result<(), TrainError> {
+        let metrics_path = self.run_dir.join("metrics.jsonl");
+        let mut window = (Instant::now(), 0usize);
+        while self.step < self.config.steps {
+            let stats = self.train_step()?;
+            window.1 += self.config.batch_size;
+            let log =
+                stats.step % self.config.log_every.max(1) == 0 || stats.step == self.config.steps;
+            let secs = window.0.elapsed().as_secs_f64().max(1e-9);
+            let images_per_sec = window.1 as f64 / secs;
+            if log {
+                append_metrics(&metrics_path, &stats, images_per_sec)?;
+                window = (Instant::now(), 0);
+            }
+            on_event(TrainEvent::Step {
+                stats,
+                images_per_sec,
+                log,
+            });
+            let last = self.step == self.config.steps;
+            if self.step % self.config.checkpoint_every == 0 || last {
+                on_event(TrainEvent::Checkpoint(self.save_checkpoint()?));
+            }
+            if (self.config.sample_every > 0 && self.step % self.config.sample_every == 0) || last {
+                on_event(TrainEvent::Preview(self.write_preview()?));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn append_metrics(path: &Path, s: &StepStats, images_per_sec: f64) -> Result<(), TrainError> {
+    use std::io::Write;
+    let line = serde_json::json!({
+        "step": s.step,
+        "loss": s.loss,
+        "grad_norm": s.grad_norm,
+        "learning_rate": s.learning_rate,
+        "images_per_sec": images_per_sec,
+    });
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(path))?;
+    writeln!(f, "{line}").map_err(io(path))
+}
+
+/// The backend a trainer's EMA model lives on.
+pub type InferenceBackend<B> = <B as AutodiffBackend>::InnerBackend;
