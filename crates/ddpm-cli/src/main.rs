@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Print (and optionally plot) a noise schedule's tables and inference timesteps.
     Schedule(commands::schedule::ScheduleArgs),
+    /// Train a DDPM (Algorithm 1, the paper's recipe) with checkpoints and exact --resume.
+    Train(commands::train::TrainArgs),
     /// Inspect a U-Net (diffusers directory, native checkpoint or preset).
     Unet(commands::unet::UnetArgs),
     /// Convert a U-Net between a diffusers directory and the native format.
@@ -45,6 +47,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Schedule(args) => commands::schedule::run(args),
+        Command::Train(args) => commands::train::run(args),
         Command::Unet(args) => commands::unet::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Sample(args) => commands::sample::run(args),

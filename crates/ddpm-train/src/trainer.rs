@@ -20,7 +20,7 @@ use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
 use ddpm_forward::ForwardProcess;
 use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepSampler, UniformSampler};
 use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
-use ddpm_schedule::NoiseSchedule;
+use ddpm_schedule::{NoiseSchedule, SchedulerClass, SchedulerConfig};
 use ddpm_unet::Unet;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -129,6 +129,15 @@ impl<B: AutodiffBackend> Trainer<B> {
         let run_dir = run_dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
         write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
+        // diffusers' scheduler_config.json, so samplers (and diffusers) pick up the training
+        // schedule and prediction type from the run directory.
+        let mut scheduler = SchedulerConfig::class_defaults(SchedulerClass::Ddpm);
+        scheduler.schedule = config.schedule.clone();
+        scheduler.prediction_type = config.prediction_type;
+        write_json_atomic(
+            &run_dir.join("scheduler_config.json"),
+            &scheduler.to_diffusers(),
+        )?;
         let model = {
             let _rng = backend_rng_lock();
             B::seed(device, derive_seed(config.seed, 0, 0));

@@ -4,4 +4,5 @@ pub mod convert;
 pub mod eval;
 pub mod sample;
 pub mod schedule;
+pub mod train;
 pub mod unet;

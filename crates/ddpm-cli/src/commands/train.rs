@@ -1,0 +1,224 @@
+//! `ddpm train`: train a DDPM on a folder of images, MNIST or CIFAR-10 (Ho et al. 2020,
+//! Algorithm 1 with the paper's recipe), with checkpoints, previews and exact `--resume`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use burn::backend::Autodiff;
+use burn::config::Config;
+use burn::tensor::backend::Backend;
+use clap::Args;
+use ddpm_data::{DataSpec, ImageSize, LoadOptions};
+use ddpm_train::{EmaWarmup, TrainConfig, TrainEvent, Trainer};
+use ddpm_unet::UnetConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::{OnBackend, dispatch};
+
+/// Arguments of `ddpm train`.
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Training images: a folder (PNG/JPEG, recursive), `mnist:<dir>`, `fashion-mnist:<dir>`
+    /// or `cifar10:<dir>`. The repository bundles MNIST in `data/mnist`.
+    #[arg(long)]
+    data: String,
+    /// Model preset: ddpm-cifar10, ddpm-256, mnist, tiny (ignored with --config or --resume).
+    #[arg(long, default_value = "mnist")]
+    preset: String,
+    /// A full training config (JSON, as saved in a run's train_config.json); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Run directory (config, checkpoints, samples, metrics).
+    #[arg(long)]
+    out: PathBuf,
+    /// Total optimizer steps (with --resume: continue up to this total).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Images per optimizer step [paper: 128].
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// Adam learning rate [paper: 2e-4].
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Learning-rate warmup steps [paper: 5000].
+    #[arg(long)]
+    warmup_steps: Option<usize>,
+    /// EMA decay [paper: 0.9999].
+    #[arg(long)]
+    ema_decay: Option<f64>,
+    /// diffusers-style EMA warmup (decay min(d, (1+k)/(10+k))): useful for short runs.
+    #[arg(long)]
+    ema_warmup: bool,
+    /// Random horizontal flips.
+    #[arg(long)]
+    random_flip: bool,
+    /// Seed of the run.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Checkpoint every N steps (always at the end).
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Preview grid every N steps (always at the end).
+    #[arg(long)]
+    sample_every: Option<usize>,
+    /// Continue the run in --out from its newest checkpoint.
+    #[arg(long)]
+    resume: bool,
+    /// Skip unreadable images in a folder (they are counted and listed).
+    #[arg(long)]
+    skip_bad: bool,
+    /// Backend: flex, wgpu[:N], vulkan[:N], metal, cuda[:N].
+    #[arg(long, default_value = "flex")]
+    device: String,
+}
+
+/// Runs `ddpm train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let device = args.device.clone();
+    dispatch(&device, args)
+}
+
+impl TrainArgs {
+    fn config(&self) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => TrainConfig::load(path)
+                .map_err(|e| anyhow::anyhow!("{e}"))
+                .with_context(|| format!("reading training config {}", path.display()))?,
+            None => TrainConfig::new(UnetConfig::preset(&self.preset)?),
+        };
+        if let Some(v) = self.steps {
+            c.steps = v;
+        }
+        if let Some(v) = self.batch_size {
+            c.batch_size = v;
+        }
+        if let Some(v) = self.lr {
+            c.learning_rate = v;
+        }
+        if let Some(v) = self.warmup_steps {
+            c.warmup_steps = v;
+        }
+        if let Some(v) = self.ema_decay {
+            c.ema_decay = v;
+        }
+        if self.ema_warmup {
+            c.ema_warmup = EmaWarmup::Diffusers;
+        }
+        if self.random_flip {
+            c.random_flip = true;
+        }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
+        if let Some(v) = self.checkpoint_every {
+            c.checkpoint_every = v;
+        }
+        if let Some(v) = self.sample_every {
+            c.sample_every = v;
+        }
+        Ok(c)
+    }
+}
+
+impl OnBackend for TrainArgs {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let spec: DataSpec = self.data.parse().context("--data")?;
+        let (mut trainer, unet) = if self.resume {
+            let saved = ddpm_train::checkpoint::read_train_config(&self.out)?;
+            let data = open(&spec, &saved.unet, self.skip_bad)?;
+            let t = Trainer::<Autodiff<B>>::resume(&self.out, data, self.steps, &device)?;
+            eprintln!("resuming {} at step {}", self.out.display(), t.step());
+            (t, saved.unet)
+        } else {
+            if ddpm_train::latest_checkpoint(&self.out)?.is_some() {
+                bail!(
+                    "{} already holds a run with checkpoints; pass --resume to continue it or choose another --out",
+                    self.out.display()
+                );
+            }
+            let config = self.config()?;
+            config.validate()?;
+            let data = open(&spec, &config.unet, self.skip_bad)?;
+            let unet = config.unet.clone();
+            (
+                Trainer::<Autodiff<B>>::new(config, &self.out, data, &device)?,
+                unet,
+            )
+        };
+        let c = trainer.config().clone();
+        eprintln!(
+            "training {} parameters for {} steps (batch {}, lr {}, T = {}) into {}",
+            unet.num_params(),
+            c.steps,
+            c.batch_size,
+            c.learning_rate,
+            c.schedule.num_train_timesteps,
+            self.out.display()
+        );
+        let bar = ProgressBar::new(c.steps as u64).with_position(trainer.step() as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise} < {eta_precise}]",
+            )
+            .expect("valid template"),
+        );
+        let tty = !bar.is_hidden();
+        trainer.run(|event| match event {
+            TrainEvent::Step {
+                stats,
+                images_per_sec,
+                log,
+            } => {
+                bar.set_position(stats.step as u64);
+                if log {
+                    let msg = format!(
+                        "loss {:.4}  |g| {:.3}  lr {:.2e}  {:.1} img/s",
+                        stats.loss, stats.grad_norm, stats.learning_rate, images_per_sec
+                    );
+                    if tty {
+                        bar.set_message(msg);
+                    } else {
+                        eprintln!("step {}/{}  {msg}", stats.step, c.steps);
+                    }
+                }
+            }
+            TrainEvent::Checkpoint(p) => bar.println(format!("checkpoint {}", p.display())),
+            TrainEvent::Preview(p) => bar.println(format!("samples {}", p.display())),
+        })?;
+        bar.finish();
+        eprintln!(
+            "done: {} (sample with `ddpm sample --unet {}`)",
+            self.out.join("samples.png").display(),
+            self.out.display()
+        );
+        Ok(())
+    }
+}
+
+fn open(spec: &DataSpec, unet: &UnetConfig, skip_bad: bool) -> Result<Arc<ddpm_data::Dataset>> {
+    let opts = LoadOptions::new(unet.in_channels, ImageSize::square(unet.sample_size))
+        .with_skip_bad(skip_bad);
+    let data = spec
+        .open(&opts)
+        .with_context(|| format!("loading training data {spec}"))?;
+    let report = data.report();
+    eprintln!(
+        "data: {} images {}x{}x{} from {spec}{}",
+        data.len(),
+        data.channels(),
+        data.height(),
+        data.width(),
+        if report.skipped.is_empty() {
+            String::new()
+        } else {
+            format!(" ({} unreadable files skipped)", report.skipped.len())
+        }
+    );
+    for s in &report.skipped {
+        eprintln!("  skipped {}: {}", s.path.display(), s.reason);
+    }
+    Ok(Arc::new(data))
+}
