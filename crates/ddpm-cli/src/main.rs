@@ -5,6 +5,7 @@
 
 mod backend;
 mod commands;
+mod model;
 mod plot;
 
 use clap::{Parser, Subcommand};
@@ -31,6 +32,8 @@ enum Command {
     Sample(commands::sample::SampleArgs),
     /// Evaluate a model: bits/dim of images under its variational bound (`eval nll`).
     Eval(commands::eval::EvalArgs),
+    /// Time a U-Net preset's forward pass, training step or DDIM sample on this machine.
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -52,5 +55,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Convert(args) => commands::convert::run(args),
         Command::Sample(args) => commands::sample::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     }
 }

@@ -11,8 +11,12 @@ use ddpm_unet::{DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS, NATIVE_CONFIG, NATIVE_W
 /// Arguments of `ddpm convert`.
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
-    /// Source: a diffusers model directory or a native checkpoint directory (detected).
+    /// Source: a diffusers model directory, a native checkpoint directory, or a `ddpm train`
+    /// run / checkpoint directory (detected).
     pub src: PathBuf,
+    /// Weights of a training run to convert: ema or raw.
+    #[arg(long, default_value = "ema")]
+    pub weights: ddpm_train::Weights,
     /// Destination directory (created if needed).
     pub dst: PathBuf,
     /// Target format.
@@ -51,8 +55,7 @@ pub fn run_on<B: Backend>(args: ConvertArgs, device: &B::Device) -> Result<()> {
             existing.display()
         );
     }
-    let unet = Unet::<B>::load_any(&args.src, device)
-        .with_context(|| format!("loading U-Net from {}", args.src.display()))?;
+    let unet: Unet<B> = crate::model::load_unet(&args.src, args.weights, device)?;
     match args.to {
         Target::Diffusers => unet.to_diffusers(&args.dst),
         Target::Burn => unet.save(&args.dst),

@@ -119,7 +119,13 @@ fn model_dir(spec: &str) -> Option<PathBuf> {
     }
     let path = PathBuf::from(spec);
     let nested = path.join("unet");
-    Some(if nested.is_dir() { nested } else { path })
+    Some(
+        if nested.is_dir() && !ddpm_train::is_training_output(&path) {
+            nested
+        } else {
+            path
+        },
+    )
 }
 
 fn load_model<B: Backend>(spec: &str, device: &B::Device) -> Result<Unet<B>> {
@@ -128,8 +134,7 @@ fn load_model<B: Backend>(spec: &str, device: &B::Device) -> Result<Unet<B>> {
             let config = UnetConfig::preset(name)?.with_dropout(0.0);
             Ok(config.try_init::<B>(device)?)
         }
-        (None, Some(dir)) => Unet::<B>::load_any(&dir, device)
-            .with_context(|| format!("loading U-Net from {}", dir.display())),
+        (None, Some(dir)) => crate::model::load_unet::<B>(&dir, ddpm_train::Weights::Ema, device),
         (None, None) => unreachable!("a non-preset spec has a directory"),
     }
 }

@@ -18,6 +18,7 @@ use ddpm_sampler::{
     X0ProcessingConfig, sample_loop,
 };
 use ddpm_schedule::{NoiseSchedule, SchedulerClass, SchedulerConfig, TimestepSpacing};
+use ddpm_train::Weights;
 use ddpm_unet::Unet;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -26,10 +27,14 @@ use crate::backend::{OnBackend, dispatch};
 /// Arguments of `ddpm sample`.
 #[derive(Args, Debug, Clone)]
 pub struct SampleArgs {
-    /// The model: a diffusers `UNet2DModel` directory (config.json + weights) or a native
-    /// checkpoint directory (unet_config.json + unet.bpk).
+    /// The model: a diffusers `UNet2DModel` directory (config.json + weights), a native
+    /// checkpoint directory (unet_config.json + unet.bpk), or a `ddpm train` run directory
+    /// (its newest checkpoint) or checkpoint directory.
     #[arg(long)]
     pub unet: PathBuf,
+    /// Weights of a training run to use: ema (what the paper samples from) or raw.
+    #[arg(long, default_value = "ema")]
+    pub weights: Weights,
     /// diffusers `scheduler_config.json` (or a directory holding one). Default: the one next
     /// to the model (`<unet>/scheduler_config.json`, `<unet>/../scheduler/...`), else the
     /// paper's settings.
@@ -110,10 +115,9 @@ impl OnBackend for Task {
     }
 }
 
-/// Loads the U-Net from a diffusers directory or a native checkpoint.
-pub fn load_unet<B: Backend>(path: &Path, device: &B::Device) -> Result<Unet<B>> {
-    Unet::<B>::load_any(path, device)
-        .with_context(|| format!("loading U-Net from {}", path.display()))
+/// Loads the U-Net from a diffusers directory, a native checkpoint or a training run.
+pub fn load_unet<B: Backend>(path: &Path, weights: Weights, device: &B::Device) -> Result<Unet<B>> {
+    crate::model::load_unet::<B>(path, weights, device)
 }
 
 /// The scheduler config: `--scheduler`, else one next to the model, else the paper's.
@@ -274,7 +278,7 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
     let schedule = config.schedule.build()?;
     let (kind, mut sampler) = build_sampler::<B>(&args, &config, &schedule)?;
     let num_steps = sampler.timesteps().len();
-    let unet = load_unet::<B>(&args.unet, device)?;
+    let unet = load_unet::<B>(&args.unet, args.weights, device)?;
     let uc = unet.config();
     let (c, size) = (uc.in_channels, uc.sample_size);
     let factor = sampler.model_channel_factor();
