@@ -63,7 +63,12 @@ fn write_tensor(path: &Path, key: &str, shape: &[usize], values: &[f32]) {
 /// Width and height from a PNG's IHDR chunk.
 fn png_size(path: &Path) -> (u32, u32) {
     let b = std::fs::read(path).unwrap();
-    assert_eq!(&b[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(
+        &b[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
     let be = |i: usize| u32::from_be_bytes(b[i..i + 4].try_into().unwrap());
     (be(16), be(20))
 }
@@ -71,12 +76,31 @@ fn png_size(path: &Path) -> (u32, u32) {
 #[test]
 fn ddim_writes_grid_pngs_and_tensor() {
     let dir = tmp("ddim");
-    let (grid, each, tensor) = (dir.join("grid.png"), dir.join("each"), dir.join("out.safetensors"));
+    let (grid, each, tensor) = (
+        dir.join("grid.png"),
+        dir.join("each"),
+        dir.join("out.safetensors"),
+    );
     let stderr = ok(&ddpm(&[
-        "--sampler", "ddim", "--steps", "5", "--num-samples", "2", "--seed", "3",
-        "--output", s(&grid), "--output-dir", s(&each), "--save-tensor", s(&tensor),
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
+        "--num-samples",
+        "2",
+        "--seed",
+        "3",
+        "--output",
+        s(&grid),
+        "--output-dir",
+        s(&each),
+        "--save-tensor",
+        s(&tensor),
     ]));
-    assert!(stderr.contains("DDIM sampler, 5 steps, 2 samples of 3×16×16"), "{stderr}");
+    assert!(
+        stderr.contains("DDIM sampler, 5 steps, 2 samples of 3×16×16"),
+        "{stderr}"
+    );
     // 2 samples → 2 columns × 1 row of 16 px with 2-px gaps.
     assert_eq!(png_size(&grid), (2 * 18 + 2, 18 + 2));
     assert_eq!(png_size(&each.join("sample_00000.png")), (16, 16));
@@ -94,8 +118,20 @@ fn ddim_writes_grid_pngs_and_tensor() {
     // Same seed → same samples, whatever the batch size (η = 0 is deterministic given x_T).
     let again = dir.join("again.safetensors");
     ok(&ddpm(&[
-        "--sampler", "ddim", "--steps", "5", "--num-samples", "2", "--seed", "3",
-        "--batch-size", "1", "--output", s(&dir.join("g2.png")), "--save-tensor", s(&again),
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
+        "--num-samples",
+        "2",
+        "--seed",
+        "3",
+        "--batch-size",
+        "1",
+        "--output",
+        s(&dir.join("g2.png")),
+        "--save-tensor",
+        s(&again),
     ]));
     assert_eq!(read_samples(&again).1, values);
 }
@@ -104,16 +140,35 @@ fn ddim_writes_grid_pngs_and_tensor() {
 fn ddpm_replays_init_noise_and_step_noise() {
     let dir = tmp("replay");
     let n = 2 * 3 * 16 * 16;
-    let x_t: Vec<f32> = (0..n).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
-    let z: Vec<f32> = (0..4 * n).map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0).collect();
+    let x_t: Vec<f32> = (0..n)
+        .map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0)
+        .collect();
+    let z: Vec<f32> = (0..4 * n)
+        .map(|i| ((i * 53 % 97) as f32 / 48.0) - 1.0)
+        .collect();
     let (init, noise) = (dir.join("x_T.safetensors"), dir.join("noise.safetensors"));
     write_tensor(&init, "x_T", &[2, 3, 16, 16], &x_t);
     write_tensor(&noise, "variance_noise", &[4, 2, 3, 16, 16], &z);
     let run = |seed: &str, out: &Path| {
         ok(&ddpm(&[
-            "--sampler", "ddpm", "--steps", "4", "--num-samples", "2", "--batch-size", "1",
-            "--seed", seed, "--init-noise", s(&init), "--noise-file", s(&noise),
-            "--output", s(&dir.join("grid.png")), "--save-tensor", s(out),
+            "--sampler",
+            "ddpm",
+            "--steps",
+            "4",
+            "--num-samples",
+            "2",
+            "--batch-size",
+            "1",
+            "--seed",
+            seed,
+            "--init-noise",
+            s(&init),
+            "--noise-file",
+            s(&noise),
+            "--output",
+            s(&dir.join("grid.png")),
+            "--save-tensor",
+            s(out),
         ]))
     };
     let (a, b) = (dir.join("a.safetensors"), dir.join("b.safetensors"));
@@ -129,22 +184,49 @@ fn bad_input_is_rejected_before_sampling() {
     let out = dir.join("never.png");
     let e = err(&ddpm(&["--steps", "1001", "--output", s(&out)]));
     assert!(e.contains("num_inference_steps is 1001"), "{e}");
-    let e = err(&ddpm(&["--sampler", "ddim", "--eta", "-0.5", "--output", s(&out)]));
+    let e = err(&ddpm(&[
+        "--sampler",
+        "ddim",
+        "--eta",
+        "-0.5",
+        "--output",
+        s(&out),
+    ]));
     assert!(e.contains("eta is -0.5"), "{e}");
 
     let noise = dir.join("short.safetensors");
     write_tensor(&noise, "noise", &[4, 2, 3, 16, 16], &vec![0.0; 4 * 2 * 768]);
     let e = err(&ddpm(&[
-        "--steps", "5", "--num-samples", "2", "--noise-file", s(&noise), "--output", s(&out),
+        "--steps",
+        "5",
+        "--num-samples",
+        "2",
+        "--noise-file",
+        s(&noise),
+        "--output",
+        s(&out),
     ]));
-    assert!(e.contains("expected [steps, num_samples, C, H, W] = [5, 2, 3, 16, 16]"), "{e}");
+    assert!(
+        e.contains("expected [steps, num_samples, C, H, W] = [5, 2, 3, 16, 16]"),
+        "{e}"
+    );
 
     let init = dir.join("x_T.safetensors");
     write_tensor(&init, "x_T", &[2, 1, 16, 16], &vec![0.0; 2 * 256]);
     let e = err(&ddpm(&[
-        "--steps", "5", "--num-samples", "2", "--init-noise", s(&init), "--output", s(&out),
+        "--steps",
+        "5",
+        "--num-samples",
+        "2",
+        "--init-noise",
+        s(&init),
+        "--output",
+        s(&out),
     ]));
-    assert!(e.contains("[2, 1, 16, 16]") && e.contains("[2, 3, 16, 16]"), "{e}");
+    assert!(
+        e.contains("[2, 1, 16, 16]") && e.contains("[2, 3, 16, 16]"),
+        "{e}"
+    );
     assert!(!out.exists());
 }
 
@@ -158,13 +240,27 @@ fn scheduler_config_class_picks_the_sampler() {
     )
     .unwrap();
     let stderr = ok(&ddpm(&[
-        "--scheduler", s(&config), "--steps", "3", "--num-samples", "1",
-        "--output", s(&dir.join("g.png")),
+        "--scheduler",
+        s(&config),
+        "--steps",
+        "3",
+        "--num-samples",
+        "1",
+        "--output",
+        s(&dir.join("g.png")),
     ]));
     assert!(stderr.contains("DDIM sampler, 3 steps"), "{stderr}");
     let stderr = ok(&ddpm(&[
-        "--scheduler", s(&config), "--sampler", "dpm-solver++", "--steps", "3",
-        "--num-samples", "1", "--output", s(&dir.join("g.png")),
+        "--scheduler",
+        s(&config),
+        "--sampler",
+        "dpm-solver++",
+        "--steps",
+        "3",
+        "--num-samples",
+        "1",
+        "--output",
+        s(&dir.join("g.png")),
     ]));
     assert!(stderr.contains("DPM-Solver++ sampler, 3 steps"), "{stderr}");
 }
