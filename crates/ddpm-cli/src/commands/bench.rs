@@ -1,0 +1,392 @@
+//! `ddpm bench`: how fast this machine runs a U-Net preset, in the manner of `llama-bench`.
+//!
+//! Each case (mode × batch) builds the preset with random weights (dropout 0, as the criterion
+//! benches of `ddpm-unet` and the PyTorch figures in `bench/README.md`), runs `--warmup`
+//! untimed iterations, then times `--repeats` iterations and reports the median, min and max
+//! wall-clock milliseconds and the process's peak resident memory.
+//!
+//! - `forward`: one U-Net forward pass ε_θ(x_t, t) at the batch.
+//! - `train`: one training step on `Autodiff<B>`: forward, MSE against random ε, backward,
+//!   Adam step (the optimizer state persists across iterations, as in training).
+//! - `sample`: a whole deterministic DDIM sample (η = 0, `--steps` model calls, 50 by default)
+//!   of the batch from the paper's schedule.
+//!
+//! Every timed iteration ends by reading a scalar back to the host and synchronizing the
+//! device, so lazy or asynchronous backends (wgpu, CUDA) are timed for the work they actually
+//! did, not for queueing it.
+//!
+//! Peak memory is the process's peak RSS (`VmHWM` in `/proc/self/status`, Linux only; "n/a"
+//! elsewhere). The peak is reset before each case where the kernel allows it (writing `5` to
+//! `/proc/self/clear_refs`), so each figure covers that case; otherwise it is the peak since the
+//! process started. On GPU backends it is host memory, not device memory.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use burn::backend::Autodiff;
+use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use clap::{Args, ValueEnum};
+use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
+use ddpm_schedule::NoiseSchedule;
+use ddpm_unet::UnetConfig;
+use serde_json::json;
+
+use crate::backend::{OnBackend, dispatch};
+
+/// What one benchmark case times.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BenchMode {
+    /// One U-Net forward pass.
+    Forward,
+    /// One training step: forward + MSE against random ε + backward + Adam step.
+    Train,
+    /// A whole DDIM sample (`--steps` model calls).
+    Sample,
+}
+
+impl BenchMode {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Forward => "forward",
+            Self::Train => "train",
+            Self::Sample => "sample",
+        }
+    }
+}
+
+/// The standard set, run when neither `--mode` nor `--batch` is given.
+const STANDARD_SET: [(BenchMode, usize); 4] = [
+    (BenchMode::Forward, 1),
+    (BenchMode::Forward, 8),
+    (BenchMode::Train, 8),
+    (BenchMode::Sample, 8),
+];
+
+/// Arguments of `ddpm bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// U-Net preset: ddpm-cifar10, mnist, ddpm-256 or tiny (random weights).
+    #[arg(long)]
+    pub preset: String,
+    /// What to time: forward, train or sample. Omit it (and --batch) for the standard set:
+    /// forward b1, forward b8, train b8, sample b8. With --mode alone: that mode's batches
+    /// from the standard set; with --batch alone: every mode at that batch.
+    #[arg(long, value_enum)]
+    pub mode: Option<BenchMode>,
+    /// Images per iteration.
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Timed iterations per case.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// Untimed warm-up iterations per case (kernel compilation, autotuning, allocator).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// DDIM steps of one `sample` iteration.
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+    /// Backend and device: flex, wgpu[:N], vulkan[:N], metal, cuda[:N].
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// Print one JSON object per case (preset, mode, batch, device, repeats, median_ms,
+    /// min_ms, max_ms, peak_rss_mb) instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs `ddpm bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    // Check everything before any backend starts up.
+    UnetConfig::preset(&args.preset)
+        .with_context(|| format!("--preset {}", args.preset))?
+        .validate()
+        .with_context(|| format!("preset {}", args.preset))?;
+    ensure!(args.repeats >= 1, "--repeats must be at least 1");
+    ensure!(args.steps >= 1, "--steps must be at least 1");
+    if args.batch == Some(0) {
+        bail!("--batch must be at least 1");
+    }
+    let device = args.device.clone();
+    dispatch(&device, args)
+}
+
+/// The cases to run, in order.
+fn cases(mode: Option<BenchMode>, batch: Option<usize>) -> Vec<(BenchMode, usize)> {
+    match (mode, batch) {
+        (Some(m), Some(b)) => vec![(m, b)],
+        (Some(m), None) => STANDARD_SET
+            .into_iter()
+            .filter(|&(sm, _)| sm == m)
+            .collect(),
+        (None, Some(b)) => [BenchMode::Forward, BenchMode::Train, BenchMode::Sample]
+            .into_iter()
+            .map(|m| (m, b))
+            .collect(),
+        (None, None) => STANDARD_SET.to_vec(),
+    }
+}
+
+/// Timings of one case, in milliseconds.
+#[derive(Debug, Clone, PartialEq)]
+struct Stats {
+    median_ms: f64,
+    min_ms: f64,
+    max_ms: f64,
+}
+
+impl Stats {
+    /// Median (mean of the middle two for an even count), min and max; `times` is not empty.
+    fn of(mut times: Vec<f64>) -> Self {
+        times.sort_by(f64::total_cmp);
+        let n = times.len();
+        let median_ms = if n % 2 == 1 {
+            times[n / 2]
+        } else {
+            0.5 * (times[n / 2 - 1] + times[n / 2])
+        };
+        Self {
+            median_ms,
+            min_ms: times[0],
+            max_ms: times[n - 1],
+        }
+    }
+}
+
+/// Peak resident set size in MiB (`VmHWM`), or `None` where it cannot be read.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_vm_hwm(&status)
+}
+
+fn parse_vm_hwm(status: &str) -> Option<f64> {
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets the peak RSS to the current RSS (Linux ≥ 4.0); silently does nothing elsewhere.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Runs `iter` `warmup` times untimed, then `repeats` times timed.
+fn time_it(warmup: usize, repeats: usize, mut iter: impl FnMut() -> Result<()>) -> Result<Stats> {
+    for _ in 0..warmup {
+        iter()?;
+    }
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let start = Instant::now();
+        iter()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(Stats::of(times))
+}
+
+/// Waits for every queued computation on `device`.
+fn sync<B: Backend>(device: &B::Device) -> Result<()> {
+    B::sync(device).map_err(|e| anyhow::anyhow!("device sync failed: {e:?}"))
+}
+
+/// Reads a tensor's sum back to the host (forces a lazy backend to compute it).
+fn read_back<B: Backend>(x: Tensor<B, 4>) -> f64 {
+    use burn::tensor::ElementConversion;
+    x.sum().into_scalar().elem::<f64>()
+}
+
+/// Random x (normal) and deterministic spread-out timesteps of a batch.
+fn inputs<B: Backend>(
+    config: &UnetConfig,
+    batch: usize,
+    device: &B::Device,
+) -> (Tensor<B, 4>, Tensor<B, 1, Int>) {
+    let shape = [
+        batch,
+        config.in_channels,
+        config.sample_size,
+        config.sample_size,
+    ];
+    let x = Tensor::random(shape, Distribution::Normal(0.0, 1.0), device);
+    let t = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(
+            (0..batch as i64)
+                .map(|i| (i * 127 + 3) % 1000)
+                .collect::<Vec<_>>(),
+            [batch],
+        ),
+        device,
+    );
+    (x, t)
+}
+
+fn bench_forward<B: Backend>(
+    config: &UnetConfig,
+    batch: usize,
+    args: &BenchArgs,
+    device: &B::Device,
+) -> Result<Stats> {
+    let unet = config.try_init::<B>(device)?;
+    let (x, t) = inputs::<B>(config, batch, device);
+    sync::<B>(device)?;
+    time_it(args.warmup, args.repeats, || {
+        let out = unet.forward(x.clone(), t.clone());
+        ensure!(
+            read_back(out).is_finite(),
+            "forward returned a non-finite value"
+        );
+        sync::<B>(device)
+    })
+}
+
+fn bench_train<B: Backend>(
+    config: &UnetConfig,
+    batch: usize,
+    args: &BenchArgs,
+    device: &B::Device,
+) -> Result<Stats> {
+    let mut model = Some(config.try_init::<Autodiff<B>>(device)?);
+    let mut optim = AdamConfig::new().init();
+    let (x, t) = inputs::<Autodiff<B>>(config, batch, device);
+    let eps = x.random_like(Distribution::Normal(0.0, 1.0));
+    sync::<Autodiff<B>>(device)?;
+    time_it(args.warmup, args.repeats, || {
+        let unet = model.take().expect("the model is put back after each step");
+        let loss = (unet.forward(x.clone(), t.clone()) - eps.clone())
+            .square()
+            .mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &unet);
+        let unet = optim.step(2e-4, unet, grads);
+        model = Some(unet);
+        use burn::tensor::ElementConversion;
+        let loss = loss.into_scalar().elem::<f64>();
+        ensure!(loss.is_finite(), "the training loss is not finite");
+        // The loss is read before the update; wait for the Adam step too.
+        sync::<Autodiff<B>>(device)
+    })
+}
+
+fn bench_sample<B: Backend>(
+    config: &UnetConfig,
+    batch: usize,
+    args: &BenchArgs,
+    device: &B::Device,
+) -> Result<Stats> {
+    let unet = config.try_init::<B>(device)?;
+    let schedule = NoiseSchedule::paper();
+    let mut sampler = DdimSamplerConfig::new()
+        .with_num_inference_steps(args.steps)
+        .init(&schedule)
+        .map_err(|e| anyhow::anyhow!("--steps {}: {e}", args.steps))?;
+    let (x_t, _) = inputs::<B>(config, batch, device);
+    let mut noise = NoiseSource::<B>::seeded(0);
+    let model = |x: Tensor<B, 4>, t: Tensor<B, 1, Int>| unet.forward(x, t);
+    sync::<B>(device)?;
+    time_it(args.warmup, args.repeats, || {
+        let out = sample_loop(&mut sampler, &model, x_t.clone(), &mut noise, |_| {}, None)?;
+        ensure!(read_back(out).is_finite(), "the sample is not finite");
+        sync::<B>(device)
+    })
+}
+
+impl OnBackend for BenchArgs {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        let config = UnetConfig::preset(&self.preset)?.with_dropout(0.0);
+        if !self.json {
+            println!(
+                "ddpm bench: preset {} ({} parameters, {}×{}×{}), device {} ({}), {} warm-up + {} timed iterations",
+                self.preset,
+                config.num_params(),
+                config.in_channels,
+                config.sample_size,
+                config.sample_size,
+                self.device,
+                B::name(&device),
+                self.warmup,
+                self.repeats,
+            );
+        }
+        for (mode, batch) in cases(self.mode, self.batch) {
+            reset_peak_rss();
+            let stats = match mode {
+                BenchMode::Forward => bench_forward::<B>(&config, batch, &self, &device),
+                BenchMode::Train => bench_train::<B>(&config, batch, &self, &device),
+                BenchMode::Sample => bench_sample::<B>(&config, batch, &self, &device),
+            }
+            .with_context(|| format!("{} at batch {batch}", mode.name()))?;
+            let rss = peak_rss_mb();
+            if self.json {
+                let mut line = json!({
+                    "preset": self.preset,
+                    "mode": mode.name(),
+                    "batch": batch,
+                    "device": self.device,
+                    "repeats": self.repeats,
+                    "median_ms": stats.median_ms,
+                    "min_ms": stats.min_ms,
+                    "max_ms": stats.max_ms,
+                    "peak_rss_mb": rss,
+                });
+                if mode == BenchMode::Sample {
+                    line["steps"] = json!(self.steps);
+                }
+                println!("{line}");
+            } else {
+                let what = match mode {
+                    BenchMode::Sample => format!("sample ({} DDIM steps)", self.steps),
+                    m => m.name().to_string(),
+                };
+                let rss = rss.map_or_else(|| "n/a".to_string(), |mb| format!("{mb:.0} MiB"));
+                let per_image = stats.median_ms / batch as f64;
+                println!(
+                    "  {what:<24} b{batch:<4} median {:>10.2} ms  (min {:.2}, max {:.2}; {per_image:.2} ms/image)  peak RSS {rss}",
+                    stats.median_ms, stats.min_ms, stats.max_ms,
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_min_max() {
+        let s = Stats::of(vec![3.0, 1.0, 2.0]);
+        assert_eq!((s.median_ms, s.min_ms, s.max_ms), (2.0, 1.0, 3.0));
+        let s = Stats::of(vec![4.0, 1.0, 2.0, 3.0]);
+        assert_eq!((s.median_ms, s.min_ms, s.max_ms), (2.5, 1.0, 4.0));
+    }
+
+    #[test]
+    fn parses_vm_hwm() {
+        let status = "Name:\tddpm\nVmPeak:\t  999 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n";
+        assert_eq!(parse_vm_hwm(status), Some(2.0));
+        assert_eq!(parse_vm_hwm("Name:\tddpm\n"), None);
+    }
+
+    #[test]
+    fn standard_set_and_filters() {
+        assert_eq!(cases(None, None), STANDARD_SET.to_vec());
+        assert_eq!(
+            cases(Some(BenchMode::Forward), None),
+            vec![(BenchMode::Forward, 1), (BenchMode::Forward, 8)]
+        );
+        assert_eq!(cases(None, Some(2)).len(), 3);
+        assert_eq!(
+            cases(Some(BenchMode::Train), Some(4)),
+            vec![(BenchMode::Train, 4)]
+        );
+    }
+}
