@@ -89,6 +89,26 @@ impl BetaSchedule {
         }
     }
 
+    /// (β_start, β_end) of the shapes that have a range; diffusers' defaults (1e-4, 0.02) for
+    /// cosine and custom lists, which ignore them.
+    pub fn range(&self) -> (f64, f64) {
+        match self {
+            Self::Linear {
+                beta_start,
+                beta_end,
+            }
+            | Self::ScaledLinear {
+                beta_start,
+                beta_end,
+            }
+            | Self::Sigmoid {
+                beta_start,
+                beta_end,
+            } => (*beta_start, *beta_end),
+            Self::Cosine { .. } | Self::Custom { .. } => (1e-4, 0.02),
+        }
+    }
+
     /// Builds the schedule from diffusers' `beta_schedule` name and range.
     ///
     /// # Errors

@@ -340,21 +340,10 @@ impl SchedulerConfig {
     /// The diffusers JSON form of these settings (all keys written, `_class_name` from
     /// [`SchedulerConfig::class`]).
     pub fn to_diffusers(&self) -> DiffusersSchedulerConfig {
-        let (beta_start, beta_end, trained_betas) = match &self.schedule.beta_schedule {
-            BetaSchedule::Linear {
-                beta_start,
-                beta_end,
-            }
-            | BetaSchedule::ScaledLinear {
-                beta_start,
-                beta_end,
-            }
-            | BetaSchedule::Sigmoid {
-                beta_start,
-                beta_end,
-            } => (*beta_start, *beta_end, None),
-            BetaSchedule::Cosine { .. } => (1e-4, 0.02, None),
-            BetaSchedule::Custom { betas } => (1e-4, 0.02, Some(betas.clone())),
+        let (beta_start, beta_end) = self.schedule.beta_schedule.range();
+        let trained_betas = match &self.schedule.beta_schedule {
+            BetaSchedule::Custom { betas } => Some(betas.clone()),
+            _ => None,
         };
         let is_dpm = self.class == SchedulerClass::DpmSolverMultistep;
         DiffusersSchedulerConfig {

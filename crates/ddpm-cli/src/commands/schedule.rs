@@ -108,21 +108,7 @@ fn apply_overrides(args: &ScheduleArgs, config: &mut SchedulerConfig) -> Result<
         s.num_train_timesteps = t;
     }
     if args.beta_schedule.is_some() || args.beta_start.is_some() || args.beta_end.is_some() {
-        let (start, end) = match &s.beta_schedule {
-            BetaSchedule::Linear {
-                beta_start,
-                beta_end,
-            }
-            | BetaSchedule::ScaledLinear {
-                beta_start,
-                beta_end,
-            }
-            | BetaSchedule::Sigmoid {
-                beta_start,
-                beta_end,
-            } => (*beta_start, *beta_end),
-            _ => (1e-4, 0.02),
-        };
+        let (start, end) = s.beta_schedule.range();
         let name = args
             .beta_schedule
             .clone()
