@@ -62,6 +62,9 @@ pub struct TrainArgs {
     /// Preview grid every N steps (always at the end).
     #[arg(long)]
     sample_every: Option<usize>,
+    /// Log every N steps [default: 100, or steps/10 for shorter runs].
+    #[arg(long)]
+    log_every: Option<usize>,
     /// Continue the run in --out from its newest checkpoint.
     #[arg(long)]
     resume: bool,
@@ -117,6 +120,9 @@ impl TrainArgs {
         if let Some(v) = self.sample_every {
             c.sample_every = v;
         }
+        c.log_every = self
+            .log_every
+            .unwrap_or_else(|| c.log_every.min((c.steps / 10).max(1)));
         Ok(c)
     }
 }
