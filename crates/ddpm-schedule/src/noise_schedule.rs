@@ -384,8 +384,10 @@ mod tests {
 
     #[test]
     fn zero_terminal_snr() {
-        let mut cfg = ScheduleConfig::default();
-        cfg.rescale_betas_zero_snr = true;
+        let cfg = ScheduleConfig {
+            rescale_betas_zero_snr: true,
+            ..Default::default()
+        };
         let s = cfg.build().unwrap();
         assert_eq!(s.alphas_cumprod()[999], ZERO_SNR_ALPHA_BAR_T);
         assert!(s.sqrt_recip_alphas_cumprod()[999].is_finite());

@@ -116,7 +116,7 @@ impl TrainConfig {
         if self.batch_size == 0 || self.grad_accumulation == 0 {
             return bad("batch_size", self.batch_size.to_string(), "at least 1");
         }
-        if self.batch_size % self.grad_accumulation != 0 {
+        if !self.batch_size.is_multiple_of(self.grad_accumulation) {
             return bad(
                 "grad_accumulation",
                 self.grad_accumulation.to_string(),

@@ -422,8 +422,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         while self.step < self.config.steps {
             let stats = self.train_step()?;
             window.1 += self.config.batch_size;
-            let log =
-                stats.step % self.config.log_every.max(1) == 0 || stats.step == self.config.steps;
+            let log = stats.step.is_multiple_of(self.config.log_every.max(1))
+                || stats.step == self.config.steps;
             let secs = window.0.elapsed().as_secs_f64().max(1e-9);
             let images_per_sec = window.1 as f64 / secs;
             if log {
@@ -436,10 +436,12 @@ impl<B: AutodiffBackend> Trainer<B> {
                 log,
             });
             let last = self.step == self.config.steps;
-            if self.step % self.config.checkpoint_every == 0 || last {
+            if self.step.is_multiple_of(self.config.checkpoint_every) || last {
                 on_event(TrainEvent::Checkpoint(self.save_checkpoint()?));
             }
-            if (self.config.sample_every > 0 && self.step % self.config.sample_every == 0) || last {
+            if (self.config.sample_every > 0 && self.step.is_multiple_of(self.config.sample_every))
+                || last
+            {
                 on_event(TrainEvent::Preview(self.write_preview()?));
             }
         }
