@@ -307,6 +307,42 @@ impl NoiseSchedule {
         &self.snr
     }
 
+    /// Every table with its diffusers / original-code name (`betas`, `alphas_cumprod`,
+    /// `posterior_variance`, …, `snr`), in a fixed order: what `ddpm schedule` prints.
+    pub fn named_tables(&self) -> [(&'static str, &[f64]); 14] {
+        [
+            ("betas", self.betas()),
+            ("alphas", self.alphas()),
+            ("alphas_cumprod", self.alphas_cumprod()),
+            ("alphas_cumprod_prev", self.alphas_cumprod_prev()),
+            ("sqrt_alphas_cumprod", self.sqrt_alphas_cumprod()),
+            (
+                "sqrt_one_minus_alphas_cumprod",
+                self.sqrt_one_minus_alphas_cumprod(),
+            ),
+            (
+                "log_one_minus_alphas_cumprod",
+                self.log_one_minus_alphas_cumprod(),
+            ),
+            (
+                "sqrt_recip_alphas_cumprod",
+                self.sqrt_recip_alphas_cumprod(),
+            ),
+            (
+                "sqrt_recipm1_alphas_cumprod",
+                self.sqrt_recipm1_alphas_cumprod(),
+            ),
+            ("posterior_variance", self.posterior_variance()),
+            (
+                "posterior_log_variance_clipped",
+                self.posterior_log_variance_clipped(),
+            ),
+            ("posterior_mean_coef1", self.posterior_mean_coef1()),
+            ("posterior_mean_coef2", self.posterior_mean_coef2()),
+            ("snr", self.snr()),
+        ]
+    }
+
     /// log-SNR, log(ᾱ_t / (1 − ᾱ_t)).
     pub fn log_snr(&self) -> Vec<f64> {
         self.snr.iter().map(|s| s.ln()).collect()

@@ -145,35 +145,7 @@ fn to_json(config: &SchedulerConfig, s: &NoiseSchedule, timesteps: Option<&[usiz
         "rescale_betas_zero_snr".into(),
         json!(config.schedule.rescale_betas_zero_snr),
     );
-    let tables: [(&str, &[f64]); 14] = [
-        ("betas", s.betas()),
-        ("alphas", s.alphas()),
-        ("alphas_cumprod", s.alphas_cumprod()),
-        ("alphas_cumprod_prev", s.alphas_cumprod_prev()),
-        ("sqrt_alphas_cumprod", s.sqrt_alphas_cumprod()),
-        (
-            "sqrt_one_minus_alphas_cumprod",
-            s.sqrt_one_minus_alphas_cumprod(),
-        ),
-        (
-            "log_one_minus_alphas_cumprod",
-            s.log_one_minus_alphas_cumprod(),
-        ),
-        ("sqrt_recip_alphas_cumprod", s.sqrt_recip_alphas_cumprod()),
-        (
-            "sqrt_recipm1_alphas_cumprod",
-            s.sqrt_recipm1_alphas_cumprod(),
-        ),
-        ("posterior_variance", s.posterior_variance()),
-        (
-            "posterior_log_variance_clipped",
-            s.posterior_log_variance_clipped(),
-        ),
-        ("posterior_mean_coef1", s.posterior_mean_coef1()),
-        ("posterior_mean_coef2", s.posterior_mean_coef2()),
-        ("snr", s.snr()),
-    ];
-    for (name, table) in tables {
+    for (name, table) in s.named_tables() {
         out.insert(name.into(), json!(table));
     }
     if let Some(ts) = timesteps {
