@@ -10,6 +10,8 @@ use burn::module::Module;
 use burn::nn::{GroupNorm, Linear, LinearConfig};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+
+use crate::kernels;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
@@ -86,9 +88,7 @@ impl<B: Backend> Attention<B> {
         let [b, c, h, w] = x.dims();
         let (heads, n) = (self.heads, h * w);
         let d = c / heads;
-        let y = self
-            .group_norm
-            .forward(x.clone())
+        let y = kernels::group_norm(&self.group_norm, x.clone(), false)
             .reshape([b, c, n])
             .swap_dims(1, 2);
         let split = |t: Tensor<B, 3>| t.reshape([b, n, heads, d]).swap_dims(1, 2);

@@ -54,6 +54,7 @@ mod down;
 mod error;
 mod export;
 mod import;
+pub mod kernels;
 mod mid;
 mod resnet;
 mod time_embedding;

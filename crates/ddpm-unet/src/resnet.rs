@@ -12,6 +12,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
+use crate::kernels;
+
 /// Configuration of [`ResnetBlock2d`].
 #[derive(Config, Debug)]
 pub struct ResnetBlock2dConfig {
@@ -109,18 +111,20 @@ impl<B: Backend> ResnetBlock2d<B> {
     /// - `temb`: `[batch, temb_channels]`
     /// - output: `[batch, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, temb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = self.conv1.forward(silu(self.norm1.forward(x.clone())));
+        let h = kernels::conv2d(
+            &self.conv1,
+            kernels::group_norm(&self.norm1, x.clone(), true),
+        );
         let [batch, channels] = [h.dims()[0], h.dims()[1]];
         let t = self
             .time_emb_proj
             .forward(silu(temb))
             .reshape([batch, channels, 1, 1]);
         let h = h + t;
-        let h = self
-            .conv2
-            .forward(self.dropout.forward(silu(self.norm2.forward(h))));
+        let h = kernels::group_norm(&self.norm2, h, true);
+        let h = kernels::conv2d(&self.conv2, self.dropout.forward(h));
         let skip = match &self.conv_shortcut {
-            Some(conv) => conv.forward(x),
+            Some(conv) => kernels::conv2d(conv, x),
             None => x,
         };
         let out = skip + h;

@@ -10,6 +10,8 @@ use burn::nn::GroupNorm;
 use burn::nn::conv::Conv2d;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
+
+use crate::kernels;
 use burn::tensor::{Int, Tensor};
 
 use crate::UnetError;
@@ -265,7 +267,7 @@ impl<B: Backend> Unet<B> {
                 r.maps.push(v.clone());
             }
         };
-        let mut h = self.conv_in.forward(x);
+        let mut h = kernels::conv2d(&self.conv_in, x);
         rec4(&h);
         let mut skips = vec![h.clone()];
         for block in &self.down_blocks {
@@ -278,9 +280,10 @@ impl<B: Backend> Unet<B> {
             h = block.forward(h, emb.clone(), &mut skips);
             rec4(&h);
         }
-        let h = self.conv_norm_out.forward(h);
+        // Not fused with the SiLU: diffusers' hooks record `conv_norm_out`'s own output.
+        let h = kernels::group_norm(&self.conv_norm_out, h, false);
         rec4(&h);
-        self.conv_out.forward(silu(h))
+        kernels::conv2d(&self.conv_out, silu(h))
     }
 }
 

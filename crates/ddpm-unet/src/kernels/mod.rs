@@ -1,0 +1,187 @@
+//! The U-Net's two hot ops, with fast CPU kernels on the Flex backend.
+//!
+//! [`conv2d`] and [`group_norm`] compute exactly what `burn::nn::conv::Conv2d::forward` and
+//! `burn::nn::GroupNorm::forward` (followed by SiLU when asked) compute, for every backend.
+//! On `Flex` and `Autodiff<Flex>` with f32 tensors (and the crate feature `flex`, on by
+//! default) they run this crate's own kernels instead of Burn's composite ops:
+//!
+//! - convolution as im2col + gemm with a two-gemm backward (Burn's generic backward computes
+//!   the weight gradient as a convolution of batch-swapped tensors);
+//! - GroupNorm with the SiLU fused in, two passes forward and two backward (Burn's version is
+//!   ~10 tensor ops forward and ~20 backward, several of them broadcasts Flex runs through a
+//!   scalar strided iterator).
+//!
+//! Every other backend (wgpu, CUDA, …) takes Burn's ops unchanged. The fast path can be
+//! switched off at run time ([`set_fast_kernels`], or `DDPM_FLEX_KERNELS=0` in the
+//! environment) to compare the two; `tests/kernels.rs` checks values and gradients against
+//! Burn's ops on random inputs.
+
+#[cfg(feature = "flex")]
+mod cpu;
+#[cfg(feature = "flex")]
+mod flex;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::nn::GroupNorm;
+#[cfg(feature = "flex")]
+use burn::nn::PaddingConfig2d;
+use burn::nn::conv::Conv2d;
+use burn::tensor::Tensor;
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+
+/// 0: not read yet, 1: on, 2: off.
+static FAST: AtomicU8 = AtomicU8::new(0);
+
+/// Turns the Flex fast kernels on or off for the whole process (they are on by default
+/// unless `DDPM_FLEX_KERNELS=0`). Off means Burn's own ops, on every backend.
+pub fn set_fast_kernels(enabled: bool) {
+    FAST.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether [`conv2d`] and [`group_norm`] use the Flex fast kernels where they apply (always
+/// `false` without the crate feature `flex`).
+pub fn fast_kernels_enabled() -> bool {
+    if !cfg!(feature = "flex") {
+        return false;
+    }
+    match FAST.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = std::env::var("DDPM_FLEX_KERNELS").map_or(true, |v| v.trim() != "0");
+            set_fast_kernels(on);
+            on
+        }
+    }
+}
+
+/// Whether backend `B` gets the fast kernels (`Flex` or `Autodiff<Flex>`, feature `flex`,
+/// not switched off) for f32 tensors.
+pub fn fast_kernels_apply<B: Backend>() -> bool {
+    #[cfg(feature = "flex")]
+    {
+        fast_kernels_enabled() && flex::supported::<B>()
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        false
+    }
+}
+
+/// `conv.forward(x)`, through the Flex kernel where it applies.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels_in, h, w]`
+/// - output: `[batch, channels_out, h_out, w_out]`
+pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if let Some(geom) = fast_conv_geometry(conv, &x)
+        && let Some(bias) = conv.bias.as_ref().map(|b| b.val())
+    {
+        let weight = conv.weight.val();
+        if weight.dtype() == x.dtype() && bias.dtype() == x.dtype() {
+            return flex::conv2d(x, weight, bias, geom);
+        }
+    }
+    conv.forward(x)
+}
+
+/// The geometry of `conv` applied to `x` if the fast kernel serves it.
+#[cfg(feature = "flex")]
+fn fast_conv_geometry<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<cpu::ConvGeom> {
+    use burn::tensor::DType;
+    if !fast_kernels_enabled()
+        || !flex::supported::<B>()
+        || conv.groups != 1
+        || conv.dilation != [1, 1]
+        || conv.bias.is_none()
+        || x.dtype() != DType::F32
+    {
+        return None;
+    }
+    let [n, ci, h, w] = x.dims();
+    let [co, wci, kh, kw] = conv.weight.dims();
+    let [sh, sw] = conv.stride;
+    if wci != ci || sh == 0 || sw == 0 {
+        // Let Burn report the shape error.
+        return None;
+    }
+    // `Same` (computed padding) is left to Burn; the U-Net uses explicit padding.
+    let (pt, pl, pb, pr) = match conv.padding {
+        PaddingConfig2d::Valid => (0, 0, 0, 0),
+        PaddingConfig2d::Explicit(top, left, bottom, right) => (top, left, bottom, right),
+        PaddingConfig2d::Same => return None,
+    };
+    let (hp, wp) = (h + pt + pb, w + pl + pr);
+    if hp < kh || wp < kw {
+        return None;
+    }
+    let (oh, ow) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
+    Some(cpu::ConvGeom {
+        n,
+        ci,
+        h,
+        w,
+        co,
+        kh,
+        kw,
+        sh,
+        sw,
+        pt,
+        pl,
+        oh,
+        ow,
+    })
+}
+
+/// `norm.forward(x)`, then SiLU if `silu`, through the fused Flex kernel where it applies.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels, h, w]`
+/// - output: same as `x`
+pub fn group_norm<B: Backend>(
+    norm: &GroupNorm<B>,
+    x: Tensor<B, 4>,
+    silu_after: bool,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if let Some(geom) = fast_norm_geometry(norm, &x, silu_after)
+        && let (Some(gamma), Some(beta)) = (&norm.gamma, &norm.beta)
+    {
+        let (gamma, beta) = (gamma.val(), beta.val());
+        if gamma.dtype() == x.dtype() && beta.dtype() == x.dtype() {
+            return flex::group_norm(x, gamma, beta, geom);
+        }
+    }
+    let y = norm.forward(x);
+    if silu_after { silu(y) } else { y }
+}
+
+#[cfg(feature = "flex")]
+fn fast_norm_geometry<B: Backend>(
+    norm: &GroupNorm<B>,
+    x: &Tensor<B, 4>,
+    silu: bool,
+) -> Option<cpu::NormGeom> {
+    use burn::tensor::DType;
+    let [n, c, h, w] = x.dims();
+    let usable = fast_kernels_enabled()
+        && flex::supported::<B>()
+        && norm.affine
+        && x.dtype() == DType::F32
+        && c == norm.num_channels
+        && norm.num_groups > 0
+        && c % norm.num_groups == 0;
+    usable.then_some(cpu::NormGeom {
+        n,
+        c,
+        hw: h * w,
+        groups: norm.num_groups,
+        eps: norm.epsilon,
+        silu,
+    })
+}

@@ -1,0 +1,234 @@
+//! The Flex fast kernels (`ddpm_unet::kernels`) against Burn's own ops on random inputs:
+//! forward values, and gradients of x, the weights and the biases under `Autodiff<Flex>`.
+
+use burn::backend::{Autodiff, Flex};
+use burn::module::Param;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
+use burn::tensor::activation::silu;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor, TensorData};
+use ddpm_unet::kernels;
+
+type Ad = Autodiff<Flex>;
+
+fn random<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
+    B::seed(&Default::default(), seed);
+    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+}
+
+/// Max |a − b| / (1 + max|b|) over two tensors of equal shape.
+fn rel_err<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> f32 {
+    assert_eq!(a.dims(), b.dims());
+    let a = a.into_data().to_vec::<f32>().unwrap();
+    let b = b.into_data().to_vec::<f32>().unwrap();
+    let scale = 1.0 + b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        / scale
+}
+
+fn same_values<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>, what: &str) {
+    let err = rel_err(a, b);
+    assert!(err < 2e-5, "{what}: relative error {err:e}");
+}
+
+/// A conv on backend `B` with random weights and bias (same values on every backend).
+fn conv<B: Backend>(
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    padding: PaddingConfig2d,
+) -> Conv2d<B> {
+    let device = Default::default();
+    let mut conv = Conv2dConfig::new([cin, cout], [k, k])
+        .with_stride([stride, stride])
+        .with_padding(padding)
+        .init::<B>(&device);
+    let w: Tensor<Flex, 4> = random([cout, cin, k, k], 11);
+    let b: Tensor<Flex, 1> = random([cout], 12);
+    conv.weight = Param::from_tensor(Tensor::from_data(w.into_data(), &device));
+    conv.bias = Some(Param::from_tensor(Tensor::from_data(
+        b.into_data(),
+        &device,
+    )));
+    conv
+}
+
+fn norm<B: Backend>(groups: usize, channels: usize) -> GroupNorm<B> {
+    let device = Default::default();
+    let mut norm = GroupNormConfig::new(groups, channels)
+        .with_epsilon(1e-6)
+        .init::<B>(&device);
+    let g: Tensor<Flex, 1> = random([channels], 21);
+    let b: Tensor<Flex, 1> = random([channels], 22);
+    norm.gamma = Some(Param::from_tensor(Tensor::from_data(
+        g.into_data(),
+        &device,
+    )));
+    norm.beta = Some(Param::from_tensor(Tensor::from_data(
+        b.into_data(),
+        &device,
+    )));
+    norm
+}
+
+/// The conv shapes of the U-Nets: 3×3 same, 1×1 shortcut, stride-2 down-sampling with
+/// DDPM's (0, 0, 1, 1) padding and with symmetric padding; batch 1 (gemm-parallel) and 3
+/// (batch-parallel), an odd spatial size.
+fn conv_cases() -> Vec<(usize, usize, usize, usize, PaddingConfig2d, [usize; 4])> {
+    use PaddingConfig2d::Explicit;
+    vec![
+        (5, 7, 3, 1, Explicit(1, 1, 1, 1), [3, 5, 9, 7]),
+        (5, 7, 3, 1, Explicit(1, 1, 1, 1), [1, 5, 8, 8]),
+        (6, 4, 1, 1, PaddingConfig2d::Valid, [3, 6, 5, 6]),
+        (4, 4, 3, 2, Explicit(0, 0, 1, 1), [2, 4, 8, 8]),
+        (4, 6, 3, 2, Explicit(1, 1, 1, 1), [2, 4, 7, 9]),
+    ]
+}
+
+#[test]
+fn fast_path_is_taken_on_flex() {
+    assert!(kernels::fast_kernels_enabled());
+    assert!(kernels::fast_kernels_apply::<Flex>());
+    assert!(kernels::fast_kernels_apply::<Ad>());
+}
+
+#[test]
+fn conv2d_forward_matches_burn() {
+    for (cin, cout, k, stride, padding, shape) in conv_cases() {
+        let c = conv::<Flex>(cin, cout, k, stride, padding.clone());
+        let x: Tensor<Flex, 4> = random(shape, 3);
+        let fast = kernels::conv2d(&c, x.clone());
+        let burn = c.forward(x);
+        same_values(
+            fast,
+            burn,
+            &format!("conv {cin}->{cout} k{k} s{stride} {padding:?} {shape:?}"),
+        );
+    }
+}
+
+/// Gradients of Σ y·r (r random) for x, the weight and the bias.
+fn conv_grads(
+    c: &Conv2d<Ad>,
+    x: Tensor<Flex, 4>,
+    fast: bool,
+) -> (
+    Tensor<Flex, 4>,
+    Tensor<Flex, 4>,
+    Tensor<Flex, 4>,
+    Tensor<Flex, 1>,
+) {
+    let x = Tensor::<Ad, 4>::from_inner(x).require_grad();
+    let y = if fast {
+        kernels::conv2d(c, x.clone())
+    } else {
+        c.forward(x.clone())
+    };
+    let r: Tensor<Ad, 4> = Tensor::from_inner(random(y.dims(), 5));
+    let grads = (y.clone() * r).sum().backward();
+    (
+        y.inner(),
+        x.grad(&grads).unwrap(),
+        c.weight.val().grad(&grads).unwrap(),
+        c.bias.as_ref().unwrap().val().grad(&grads).unwrap(),
+    )
+}
+
+#[test]
+fn conv2d_gradients_match_burn() {
+    for (cin, cout, k, stride, padding, shape) in conv_cases() {
+        let c = conv::<Ad>(cin, cout, k, stride, padding.clone());
+        let x: Tensor<Flex, 4> = random(shape, 4);
+        let (y1, dx1, dw1, db1) = conv_grads(&c, x.clone(), true);
+        let (y2, dx2, dw2, db2) = conv_grads(&c, x, false);
+        let what = format!("conv {cin}->{cout} k{k} s{stride} {padding:?} {shape:?}");
+        same_values(y1, y2, &format!("{what}: y"));
+        same_values(dx1, dx2, &format!("{what}: dx"));
+        same_values(dw1, dw2, &format!("{what}: dW"));
+        same_values(db1, db2, &format!("{what}: db"));
+    }
+}
+
+#[test]
+fn conv2d_without_input_gradient() {
+    // conv_in: x is data (no grad); only the parameters' gradients are computed.
+    let c = conv::<Ad>(3, 4, 3, 1, PaddingConfig2d::Explicit(1, 1, 1, 1));
+    let x = Tensor::<Ad, 4>::from_inner(random([2, 3, 6, 6], 6));
+    let y = kernels::conv2d(&c, x.clone());
+    let grads = y.sum().backward();
+    assert!(x.grad(&grads).is_none());
+    let db = c.bias.as_ref().unwrap().val().grad(&grads).unwrap();
+    // d(Σy)/db_o = number of output positions per channel, summed over the batch.
+    let want =
+        Tensor::<Flex, 1>::from_data(TensorData::new(vec![72f32; 4], [4]), &Default::default());
+    same_values(db, want, "db of Σy");
+}
+
+#[test]
+fn group_norm_forward_matches_burn() {
+    for (groups, shape) in [(4, [2, 8, 5, 3]), (2, [1, 6, 4, 4]), (8, [3, 16, 1, 2])] {
+        let n = norm::<Flex>(groups, shape[1]);
+        for with_silu in [false, true] {
+            let x: Tensor<Flex, 4> = random(shape, 7) * 3.0 + 1.5;
+            let fast = kernels::group_norm(&n, x.clone(), with_silu);
+            let burn = n.forward(x);
+            let burn = if with_silu { silu(burn) } else { burn };
+            same_values(
+                fast,
+                burn,
+                &format!("group norm {groups} {shape:?} silu={with_silu}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn group_norm_gradients_match_burn() {
+    for (groups, shape) in [(4, [2, 8, 5, 3]), (2, [1, 6, 4, 4])] {
+        let n = norm::<Ad>(groups, shape[1]);
+        for with_silu in [false, true] {
+            let run = |fast: bool| {
+                let x = Tensor::<Ad, 4>::from_inner(random::<Flex, 4>(shape, 8) * 2.0 - 0.5)
+                    .require_grad();
+                let y = if fast {
+                    kernels::group_norm(&n, x.clone(), with_silu)
+                } else {
+                    let y = n.forward(x.clone());
+                    if with_silu { silu(y) } else { y }
+                };
+                let r: Tensor<Ad, 4> = Tensor::from_inner(random(shape, 9));
+                let grads = (y.clone() * r).sum().backward();
+                let gamma = n.gamma.as_ref().unwrap().val().grad(&grads).unwrap();
+                let beta = n.beta.as_ref().unwrap().val().grad(&grads).unwrap();
+                (y.inner(), x.grad(&grads).unwrap(), gamma, beta)
+            };
+            let (y1, dx1, dg1, db1) = run(true);
+            let (y2, dx2, dg2, db2) = run(false);
+            let what = format!("group norm {groups} {shape:?} silu={with_silu}");
+            same_values(y1, y2, &format!("{what}: y"));
+            same_values(dx1, dx2, &format!("{what}: dx"));
+            same_values(dg1, dg2, &format!("{what}: dgamma"));
+            same_values(db1, db2, &format!("{what}: dbeta"));
+        }
+    }
+}
+
+#[test]
+fn unsupported_settings_fall_back_to_burn() {
+    // `Same` padding and a bias-free conv take Burn's path and still agree with it.
+    let device = Default::default();
+    let c = Conv2dConfig::new([3, 4], [3, 3])
+        .with_padding(PaddingConfig2d::Same)
+        .with_bias(false)
+        .init::<Flex>(&device);
+    let x: Tensor<Flex, 4> = random([1, 3, 5, 5], 10);
+    same_values(
+        kernels::conv2d(&c, x.clone()),
+        c.forward(x),
+        "Same padding, no bias",
+    );
+}
