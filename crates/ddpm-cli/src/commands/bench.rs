@@ -94,6 +94,10 @@ pub struct BenchArgs {
     /// min_ms, max_ms, peak_rss_mb) instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Run Burn's own convolution and GroupNorm ops instead of this project's fast Flex
+    /// kernels (the same as `DDPM_FLEX_KERNELS=0`), to measure what the kernels bring.
+    #[arg(long)]
+    pub burn_kernels: bool,
 }
 
 /// Runs `ddpm bench`.
@@ -107,6 +111,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
     ensure!(args.steps >= 1, "--steps must be at least 1");
     if args.batch == Some(0) {
         bail!("--batch must be at least 1");
+    }
+    if args.burn_kernels {
+        ddpm_unet::kernels::set_fast_kernels(false);
     }
     let device = args.device.clone();
     dispatch(&device, args)
@@ -301,9 +308,14 @@ impl OnBackend for BenchArgs {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let config = UnetConfig::preset(&self.preset)?.with_dropout(0.0);
+        let kernels = if ddpm_unet::kernels::fast_kernels_apply::<B>() {
+            "fast"
+        } else {
+            "burn"
+        };
         if !self.json {
             println!(
-                "ddpm bench: preset {} ({} parameters, {}×{}×{}), device {} ({}), {} warm-up + {} timed iterations",
+                "ddpm bench: preset {} ({} parameters, {}×{}×{}), device {} ({}), {kernels} kernels, {} warm-up + {} timed iterations",
                 self.preset,
                 config.num_params(),
                 config.in_channels,
@@ -335,6 +347,7 @@ impl OnBackend for BenchArgs {
                     "min_ms": stats.min_ms,
                     "max_ms": stats.max_ms,
                     "peak_rss_mb": rss,
+                    "kernels": kernels,
                 });
                 if mode == BenchMode::Sample {
                     line["steps"] = json!(self.steps);

@@ -376,6 +376,26 @@ fn sigmoid(z: f32) -> f32 {
     1.0 / (1.0 + (-z).exp())
 }
 
+/// Σ f(v) over a slice: 8 independent f32 lanes per row of ≤ `ROW` elements (so the loop
+/// vectorises; f32 addition is not reassociated otherwise), rows summed in f64.
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32 + Copy) -> f64 {
+    const ROW: usize = 1024;
+    let mut total = 0f64;
+    for row in v.chunks(ROW) {
+        let mut acc = [0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let rest = chunks.remainder();
+        for c in chunks {
+            for (a, &x) in acc.iter_mut().zip(c) {
+                *a += f(x);
+            }
+        }
+        total += acc.iter().map(|&a| a as f64).sum::<f64>();
+        total += rest.iter().map(|&x| f(x) as f64).sum::<f64>();
+    }
+    total
+}
+
 /// GroupNorm (+ SiLU) forward: `(y, mean, rstd)` with one mean / 1/σ per (image, group).
 /// Statistics are accumulated in f64 (two passes: mean, then Σ(x − μ)²).
 pub(crate) fn group_norm_forward(
@@ -397,15 +417,9 @@ pub(crate) fn group_norm_forward(
         .zip(stats.par_iter_mut())
         .enumerate()
         .for_each(|(blk, ((yb, xb), st))| {
-            let mean = xb.iter().map(|&v| v as f64).sum::<f64>() / m as f64;
-            let var = xb
-                .iter()
-                .map(|&v| {
-                    let d = v as f64 - mean;
-                    d * d
-                })
-                .sum::<f64>()
-                / m as f64;
+            let mean = lane_sum(xb, |v| v) / m as f64;
+            let mean32 = mean as f32;
+            let var = lane_sum(xb, |v| (v - mean32) * (v - mean32)) / m as f64;
             let rstd = 1.0 / (var + g.eps).sqrt();
             let group = blk % g.groups;
             for cc in 0..cg {
@@ -428,6 +442,26 @@ pub(crate) fn group_norm_forward(
         });
     let (mean, rstd) = stats.into_iter().unzip();
     (y, mean, rstd)
+}
+
+/// `(Σ dz·x̂, Σ dz)` with x̂ = (x − μ)·r, in 8 f32 lanes summed in f64.
+fn lane_dot(dz: &[f32], x: &[f32], mu: f32, r: f32) -> (f64, f64) {
+    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
+    let (dzc, xc) = (dz.chunks_exact(8), x.chunks_exact(8));
+    let (dz_rest, x_rest) = (dzc.remainder(), xc.remainder());
+    for (d, v) in dzc.zip(xc) {
+        for i in 0..8 {
+            a[i] += d[i] * ((v[i] - mu) * r);
+            b[i] += d[i];
+        }
+    }
+    let mut dot = a.iter().map(|&v| v as f64).sum::<f64>();
+    let mut sum = b.iter().map(|&v| v as f64).sum::<f64>();
+    for (&d, &v) in dz_rest.iter().zip(x_rest) {
+        dot += (d * ((v - mu) * r)) as f64;
+        sum += d as f64;
+    }
+    (dot, sum)
 }
 
 /// Gradients of [`group_norm_forward`]: `(dx, dγ, dβ)`.
@@ -467,29 +501,26 @@ pub(crate) fn group_norm_backward(
                     let ch = group * cg + cc;
                     let (gam, bet) = (gamma[ch], beta[ch]);
                     let range = cc * g.hw..(cc + 1) * g.hw;
-                    let (mut dg, mut dbt) = (0f64, 0f64);
-                    for ((d, &v), &gy) in dxb[range.clone()]
-                        .iter_mut()
-                        .zip(&xb[range.clone()])
-                        .zip(&dyb[range])
-                    {
-                        let xhat = (v - mu) * r;
-                        let dz = if g.silu {
-                            let z = xhat * gam + bet;
+                    let (dzr, xr) = (&mut dxb[range.clone()], &xb[range.clone()]);
+                    // dz (the gradient before γ) into dx's row first ...
+                    if g.silu {
+                        for ((d, &v), &gy) in dzr.iter_mut().zip(xr).zip(&dyb[range]) {
+                            let z = (v - mu) * r * gam + bet;
                             let s = sigmoid(z);
-                            gy * (s * (1.0 + z * (1.0 - s)))
-                        } else {
-                            gy
-                        };
-                        dg += (dz * xhat) as f64;
-                        dbt += dz as f64;
-                        let dd = dz * gam;
-                        sum_d += dd as f64;
-                        sum_dxhat += (dd * xhat) as f64;
-                        *d = dd;
+                            *d = gy * (s * (1.0 + z * (1.0 - s)));
+                        }
+                    } else {
+                        dzr.copy_from_slice(&dyb[range]);
                     }
+                    // ... then its sums, in vectorisable 8-lane passes.
+                    let (dg, dbt) = lane_dot(dzr, xr, mu, r);
                     dgp[cc] = dg as f32;
                     dbp[cc] = dbt as f32;
+                    sum_d += gam as f64 * dbt;
+                    sum_dxhat += gam as f64 * dg;
+                    for d in dzr.iter_mut() {
+                        *d *= gam;
+                    }
                 }
                 let a = (sum_d / m as f64) as f32;
                 let b = (sum_dxhat / m as f64) as f32;
