@@ -13,7 +13,8 @@ use anyhow::Result;
 use burn::tensor::{Int, Tensor};
 use ddpm::prelude::*;
 
-type B = burn::backend::Flex;
+// The backend the crate's features select (flex by default; see lib.rs).
+type B = ddpm_examples::Backend;
 
 fn main() -> Result<()> {
     let device = Default::default();

@@ -12,12 +12,8 @@ use burn::backend::Autodiff;
 use ddpm::prelude::*;
 use ddpm::train::{EmaWarmup, TrainEvent, save_grid};
 
-#[cfg(feature = "cuda")]
-type Device = burn::backend::Cuda;
-#[cfg(all(feature = "wgpu", not(feature = "cuda")))]
-type Device = burn::backend::Wgpu;
-#[cfg(all(feature = "flex", not(any(feature = "wgpu", feature = "cuda"))))]
-type Device = burn::backend::Flex;
+// The backend the crate's features select (flex by default; see lib.rs).
+type Device = ddpm_examples::Backend;
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);

@@ -57,6 +57,17 @@ impl std::str::FromStr for DeviceSpec {
     }
 }
 
+// Unused only in a build with every backend compiled in.
+#[cfg_attr(
+    all(
+        feature = "flex",
+        feature = "wgpu",
+        feature = "vulkan",
+        feature = "metal",
+        feature = "cuda"
+    ),
+    allow(dead_code)
+)]
 fn not_compiled(device: &str, feature: &str) -> anyhow::Error {
     anyhow::anyhow!(
         "--device {device}: this `ddpm` was built without the `{feature}` feature; rebuild with \
@@ -177,5 +188,10 @@ mod tests {
         }
         #[cfg(feature = "flex")]
         dispatch("flex", Noop).unwrap();
+        #[cfg(not(feature = "flex"))]
+        {
+            let err = dispatch("flex", Noop).unwrap_err().to_string();
+            assert!(err.contains("without the `flex` feature"), "{err}");
+        }
     }
 }
