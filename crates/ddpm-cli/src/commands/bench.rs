@@ -67,7 +67,7 @@ const STANDARD_SET: [(BenchMode, usize); 4] = [
 /// Arguments of `ddpm bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// U-Net preset: ddpm-cifar10, mnist, ddpm-256 or tiny (random weights).
+    /// U-Net preset: ddpm-cifar10, ddpm-256, mnist, mnist-small or tiny (random weights).
     #[arg(long)]
     pub preset: String,
     /// What to time: forward, train or sample. Omit it (and --batch) for the standard set:

@@ -23,7 +23,7 @@ pub struct TrainArgs {
     /// or `cifar10:<dir>`. The repository bundles MNIST in `data/mnist`.
     #[arg(long)]
     data: String,
-    /// Model preset: ddpm-cifar10, ddpm-256, mnist, tiny (ignored with --config or --resume).
+    /// Model preset: ddpm-cifar10, ddpm-256, mnist, mnist-small, tiny (ignored with --config or --resume).
     #[arg(long, default_value = "mnist")]
     preset: String,
     /// A full training config (JSON, as saved in a run's train_config.json); flags override it.

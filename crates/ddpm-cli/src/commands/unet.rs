@@ -31,7 +31,7 @@ pub struct InfoArgs {
     /// checked.
     #[arg(required_unless_present = "preset", conflicts_with = "preset")]
     pub path: Option<PathBuf>,
-    /// A preset instead of a file: ddpm-cifar10, ddpm-256, mnist, tiny.
+    /// A preset instead of a file: ddpm-cifar10, ddpm-256, mnist, mnist-small, tiny.
     #[arg(long)]
     pub preset: Option<String>,
     /// Print the config as JSON instead of a table.
