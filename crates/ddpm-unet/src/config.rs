@@ -484,7 +484,10 @@ mod tests {
             config.validate().unwrap();
         }
         // As instantiated (`ddpm train` printed the module's own count).
-        assert_eq!(UnetConfig::preset("mnist-small").unwrap().num_params(), 636_465);
+        assert_eq!(
+            UnetConfig::preset("mnist-small").unwrap().num_params(),
+            636_465
+        );
         assert!(matches!(
             UnetConfig::preset("nope"),
             Err(UnetError::UnknownPreset { .. })
