@@ -75,6 +75,22 @@ fn not_compiled(device: &str, feature: &str) -> anyhow::Error {
     )
 }
 
+/// The device of commands that have no `--device` (`convert`, `unet info`): `flex` when it is
+/// compiled in, else the first GPU backend that is (cuda, vulkan, metal, wgpu).
+pub fn default_device() -> &'static str {
+    if cfg!(feature = "flex") {
+        "flex"
+    } else if cfg!(feature = "cuda") {
+        "cuda"
+    } else if cfg!(feature = "vulkan") {
+        "vulkan"
+    } else if cfg!(feature = "metal") {
+        "metal"
+    } else {
+        "wgpu"
+    }
+}
+
 /// Runs `task` on the backend named by `device` (`flex`, `wgpu[:N]`, `vulkan[:N]`, `metal`,
 /// `cuda[:N]`).
 ///

@@ -7,14 +7,27 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{GroupNorm, GroupNormConfig, PaddingConfig2d};
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use ddpm_unet::kernels;
 
 type Ad = Autodiff<Flex>;
 
+/// Uniform values in [−1, 1) from a local generator (not Burn's global RNG, which the test
+/// threads share), so every call with the same seed gives the same tensor.
 fn random<B: Backend, const D: usize>(shape: [usize; D], seed: u64) -> Tensor<B, D> {
-    B::seed(&Default::default(), seed);
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default())
+    let len = shape.iter().product();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let values: Vec<f32> = (0..len)
+        .map(|_| {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let bits = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            bits as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect();
+    Tensor::from_data(TensorData::new(values, shape), &Default::default())
 }
 
 /// Max |a − b| / (1 + max|b|) over two tensors of equal shape.

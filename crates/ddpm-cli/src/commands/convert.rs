@@ -36,9 +36,16 @@ pub enum Target {
     Burn,
 }
 
-/// Runs `ddpm convert` on the default backend.
+/// Runs `ddpm convert` on the default backend ([`crate::backend::default_device`]).
 pub fn run(args: ConvertArgs) -> Result<()> {
-    run_on::<burn::backend::Flex>(args, &Default::default())
+    struct Task(ConvertArgs);
+    impl crate::backend::OnBackend for Task {
+        type Output = ();
+        fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+            run_on::<B>(self.0, &device)
+        }
+    }
+    crate::backend::dispatch(crate::backend::default_device(), Task(args))
 }
 
 /// Runs `ddpm convert` on backend `B`.

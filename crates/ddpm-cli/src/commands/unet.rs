@@ -39,9 +39,16 @@ pub struct InfoArgs {
     pub json: bool,
 }
 
-/// Runs `ddpm unet` on the default backend.
+/// Runs `ddpm unet` on the default backend ([`crate::backend::default_device`]).
 pub fn run(args: UnetArgs) -> Result<()> {
-    run_on::<burn::backend::Flex>(args, &Default::default())
+    struct Task(UnetArgs);
+    impl crate::backend::OnBackend for Task {
+        type Output = ();
+        fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+            run_on::<B>(self.0, &device)
+        }
+    }
+    crate::backend::dispatch(crate::backend::default_device(), Task(args))
 }
 
 /// Runs `ddpm unet` on backend `B`.

@@ -175,6 +175,7 @@ impl View<'_> {
 }
 
 /// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, `dst` row-major with row stride `n`.
+#[allow(clippy::too_many_arguments)] // gemm's own signature, minus what is fixed here
 fn matmul(
     m: usize,
     n: usize,
@@ -255,6 +256,9 @@ pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[
     y
 }
 
+/// `(dx, dW, db)`, each computed only if asked for.
+pub(crate) type ConvGrads = (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>);
+
 /// Gradients of [`conv2d_forward`] for the requested inputs: `(dx, dW, db)`.
 pub(crate) fn conv2d_backward(
     g: &ConvGeom,
@@ -262,7 +266,7 @@ pub(crate) fn conv2d_backward(
     w: &[f32],
     dy: &[f32],
     need: [bool; 3],
-) -> (Option<Vec<f32>>, Option<Vec<f32>>, Option<Vec<f32>>) {
+) -> ConvGrads {
     let [need_dx, need_dw, need_db] = need;
     let (k, p) = (g.k(), g.p());
     let pointwise = g.is_pointwise();
