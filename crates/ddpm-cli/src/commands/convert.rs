@@ -38,14 +38,15 @@ pub enum Target {
 
 /// Runs `ddpm convert` on the default backend ([`crate::backend::default_device`]).
 pub fn run(args: ConvertArgs) -> Result<()> {
-    struct Task(ConvertArgs);
-    impl crate::backend::OnBackend for Task {
-        type Output = ();
-        fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-            run_on::<B>(self.0, &device)
-        }
+    crate::backend::dispatch(crate::backend::default_device(), args)
+}
+
+impl crate::backend::OnBackend for ConvertArgs {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        run_on::<B>(self, &device)
     }
-    crate::backend::dispatch(crate::backend::default_device(), Task(args))
 }
 
 /// Runs `ddpm convert` on backend `B`.

@@ -41,14 +41,15 @@ pub struct InfoArgs {
 
 /// Runs `ddpm unet` on the default backend ([`crate::backend::default_device`]).
 pub fn run(args: UnetArgs) -> Result<()> {
-    struct Task(UnetArgs);
-    impl crate::backend::OnBackend for Task {
-        type Output = ();
-        fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-            run_on::<B>(self.0, &device)
-        }
+    crate::backend::dispatch(crate::backend::default_device(), args)
+}
+
+impl crate::backend::OnBackend for UnetArgs {
+    type Output = ();
+
+    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+        run_on::<B>(self, &device)
     }
-    crate::backend::dispatch(crate::backend::default_device(), Task(args))
 }
 
 /// Runs `ddpm unet` on backend `B`.

@@ -217,7 +217,7 @@ fn matmul(
 }
 
 /// Convolution forward: `y[n][o] = b[o] + Σ W[o]·im2col(x[n])`, shape `[n, co, oh, ow]`.
-pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let mut y = vec![0f32; g.n * g.co * p];
     if y.is_empty() {
@@ -240,17 +240,15 @@ pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: Option<&[
                 im2col(g, xn, cols);
                 cols.as_slice()
             };
-            if let Some(b) = bias {
-                for (row, &bo) in yn.chunks_exact_mut(p).zip(b) {
-                    row.fill(bo);
-                }
+            for (row, &bo) in yn.chunks_exact_mut(p).zip(bias) {
+                row.fill(bo);
             }
             let rv = View {
                 data: rhs,
                 rs: p,
                 cs: 1,
             };
-            matmul(g.co, p, k, yn, wv, rv, bias.is_some(), parallelism);
+            matmul(g.co, p, k, yn, wv, rv, true, parallelism);
         },
     );
     y
@@ -624,7 +622,7 @@ mod tests {
             let x = values(n * ci * h * w, 1);
             let wt = values(co * ci * kh * kw, 2);
             let b = values(co, 3);
-            let got = conv2d_forward(&g, &x, &wt, Some(&b));
+            let got = conv2d_forward(&g, &x, &wt, &b);
             let want = conv_naive(&g, &x, &wt, &b);
             for (a, e) in got.iter().zip(&want) {
                 assert!((*a as f64 - e).abs() < 1e-5, "{g:?}: {a} vs {e}");

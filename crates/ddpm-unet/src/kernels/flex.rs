@@ -14,7 +14,7 @@ use burn::backend::flex::FlexTensor;
 use burn::backend::{Autodiff, Flex};
 use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::{Tensor, TensorData, TensorPrimitive};
+use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
 use super::cpu::{self, ConvGeom, NormGeom};
 
@@ -91,6 +91,31 @@ fn split<B: Backend, const D: usize>(t: Tensor<B, D>) -> (FlexTensor, Option<Flo
     }
 }
 
+/// The output `y` of a three-input op as a `B` tensor; under autodiff with all three inputs
+/// tracked by the graph, recorded with `op`'s backward and `state`.
+fn record<B: Backend, O: Backward<Flex, 3>>(
+    op: O,
+    inputs: [Option<FloatTensor<Ad>>; 3],
+    state: O::State,
+    y: FlexTensor,
+) -> Tensor<B, 4> {
+    match inputs {
+        [Some(a), Some(b), Some(c)] => {
+            let nodes = [a.node.clone(), b.node.clone(), c.node.clone()];
+            let out = match op
+                .prepare::<NoCheckpointing>(nodes)
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => prep.finish(state, y),
+                OpsKind::UnTracked(prep) => prep.finish(y),
+            };
+            wrap(cast::<FloatTensor<Ad>, FloatTensor<B>>(out))
+        }
+        _ => wrap(cast::<FlexTensor, FloatTensor<B>>(y)),
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Convolution
 // ---------------------------------------------------------------------------------------
@@ -136,23 +161,10 @@ pub(super) fn conv2d<B: Backend>(
     let (xf, x_ad) = split(x);
     let (wf, w_ad) = split(weight);
     let (bf, b_ad) = split(bias);
-    let y = cpu::conv2d_forward(&geom, data(&xf), data(&wf), Some(data(&bf)));
+    let y = cpu::conv2d_forward(&geom, data(&xf), data(&wf), data(&bf));
     let y = tensor(y, [geom.n, geom.co, geom.oh, geom.ow]);
-    match (x_ad, w_ad, b_ad) {
-        (Some(x_ad), Some(w_ad), Some(b_ad)) => {
-            let nodes = [x_ad.node.clone(), w_ad.node.clone(), b_ad.node.clone()];
-            let out = match ConvBackward
-                .prepare::<NoCheckpointing>(nodes)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(ConvState { x: xf, w: wf, geom }, y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            };
-            wrap(cast::<FloatTensor<Ad>, FloatTensor<B>>(out))
-        }
-        _ => wrap(cast::<FlexTensor, FloatTensor<B>>(y)),
-    }
+    let state = ConvState { x: xf, w: wf, geom };
+    record(ConvBackward, [x_ad, w_ad, b_ad], state, y)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -170,7 +182,6 @@ struct NormState {
     mean: Vec<f32>,
     rstd: Vec<f32>,
     geom: NormGeom,
-    shape: [usize; 4],
 }
 
 impl Backward<Flex, 3> for NormBackward {
@@ -190,7 +201,7 @@ impl Backward<Flex, 3> for NormBackward {
             &s.rstd,
         );
         if let Some(node) = node_x {
-            grads.register::<Flex>(node.id, tensor(dx, s.shape));
+            grads.register::<Flex>(node.id, tensor(dx, s.x.shape()));
         }
         if let Some(node) = node_g {
             grads.register::<Flex>(node.id, tensor(dgamma, [s.geom.c]));
@@ -209,36 +220,18 @@ pub(super) fn group_norm<B: Backend>(
     beta: Tensor<B, 1>,
     geom: NormGeom,
 ) -> Tensor<B, 4> {
-    let shape = x.dims();
     let (xf, x_ad) = split(x);
     let (gf, g_ad) = split(gamma);
     let (bf, b_ad) = split(beta);
     let (y, mean, rstd) = cpu::group_norm_forward(&geom, data(&xf), data(&gf), data(&bf));
-    let y = tensor(y, shape);
-    match (x_ad, g_ad, b_ad) {
-        (Some(x_ad), Some(g_ad), Some(b_ad)) => {
-            let nodes = [x_ad.node.clone(), g_ad.node.clone(), b_ad.node.clone()];
-            let out = match NormBackward
-                .prepare::<NoCheckpointing>(nodes)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(
-                    NormState {
-                        x: xf,
-                        gamma: gf,
-                        beta: bf,
-                        mean,
-                        rstd,
-                        geom,
-                        shape,
-                    },
-                    y,
-                ),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            };
-            wrap(cast::<FloatTensor<Ad>, FloatTensor<B>>(out))
-        }
-        _ => wrap(cast::<FlexTensor, FloatTensor<B>>(y)),
-    }
+    let y = tensor(y, xf.shape());
+    let state = NormState {
+        x: xf,
+        gamma: gf,
+        beta: bf,
+        mean,
+        rstd,
+        geom,
+    };
+    record(NormBackward, [x_ad, g_ad, b_ad], state, y)
 }

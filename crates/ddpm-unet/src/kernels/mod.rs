@@ -93,11 +93,9 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
 #[cfg(feature = "flex")]
 fn fast_conv_geometry<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<cpu::ConvGeom> {
     use burn::tensor::DType;
-    if !fast_kernels_enabled()
-        || !flex::supported::<B>()
+    if !fast_kernels_apply::<B>()
         || conv.groups != 1
         || conv.dilation != [1, 1]
-        || conv.bias.is_none()
         || x.dtype() != DType::F32
     {
         return None;
@@ -169,8 +167,7 @@ fn fast_norm_geometry<B: Backend>(
 ) -> Option<cpu::NormGeom> {
     use burn::tensor::DType;
     let [n, c, h, w] = x.dims();
-    let usable = fast_kernels_enabled()
-        && flex::supported::<B>()
+    let usable = fast_kernels_apply::<B>()
         && norm.affine
         && x.dtype() == DType::F32
         && c == norm.num_channels
