@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use burn::backend::Autodiff;
 use ddpm::prelude::*;
-use ddpm::train::{EmaWarmup, TrainEvent, save_grid};
+use ddpm::train::{EmaWarmup, TrainEvent};
 
 // The backend the crate's features select (flex by default; see lib.rs).
 type Device = ddpm_examples::Backend;
@@ -54,9 +54,11 @@ fn main() -> Result<()> {
         _ => {}
     })?;
 
-    // 4. Sample 64 digits from the EMA weights with DDIM (50 steps) and save a grid.
-    let samples = trainer.sample_ema(64)?;
-    save_grid(samples, &std::path::Path::new(&out).join("samples_64.png"))?;
+    // 4. Sample 64 digits from the run (EMA weights of its newest checkpoint, with the run's
+    //    noise schedule) with DDIM, 50 steps, and save a grid.
+    let pipe = Pipeline::<Device>::from_dir(&out, &device)?;
+    let samples = pipe.sampler(SamplerKind::Ddim).steps(50).seed(0).sample(64)?;
+    samples.save_grid(std::path::Path::new(&out).join("samples_64.png"))?;
     println!("wrote {out}/samples_64.png");
     Ok(())
 }

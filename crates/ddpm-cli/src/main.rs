@@ -5,7 +5,6 @@
 
 mod backend;
 mod commands;
-mod model;
 mod plot;
 
 use clap::{Parser, Subcommand};

@@ -1,6 +1,8 @@
 //! End-to-end: `ddpm sample` on the fixture tiny U-Net (a diffusers `UNet2DModel` directory,
-//! 3×16×16) writes a PNG grid, per-sample PNGs and the raw samples; reproduces runs from a seed
-//! or from noise files; and rejects bad input before sampling with a message naming it.
+//! 3×16×16) writes a PNG grid, per-sample PNGs and the raw samples; gives bit for bit the
+//! samples of the library's `Pipeline` at every batch size; reproduces runs from a seed or from
+//! noise files; rejects bad input before sampling with a message naming it; and on a full disk
+//! fails with the OS error, leaving the previous files intact.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -207,7 +209,9 @@ fn bad_input_is_rejected_before_sampling() {
         s(&out),
     ]));
     assert!(
-        e.contains("expected [steps, num_samples, C, H, W] = [5, 2, 3, 16, 16]"),
+        e.contains("[4, 2, 3, 16, 16]")
+            && e.contains("expected [5, 2, 3, 16, 16]")
+            && e.contains("[steps, num_samples, C, H, W]"),
         "{e}"
     );
 
@@ -263,4 +267,157 @@ fn scheduler_config_class_picks_the_sampler() {
         s(&dir.join("g.png")),
     ]));
     assert!(stderr.contains("DPM-Solver++ sampler, 3 steps"), "{stderr}");
+}
+
+/// The samples of `ddpm sample` with these arguments (written with --save-tensor).
+fn cli_samples(dir: &Path, name: &str, args: &[&str]) -> Vec<u32> {
+    let tensor = dir.join(format!("{name}.safetensors"));
+    let grid = dir.join(format!("{name}.png"));
+    let mut all = args.to_vec();
+    all.extend(["--output", s(&grid), "--save-tensor", s(&tensor)]);
+    ok(&ddpm(&all));
+    read_samples(&tensor).1.iter().map(|v| v.to_bits()).collect()
+}
+
+#[test]
+fn cli_gives_the_pipelines_samples_at_every_batch_size() {
+    use burn::backend::Flex;
+    use ddpm_pipeline::{Pipeline, SamplerKind};
+    let dir = tmp("same");
+    let device = Default::default();
+    let pipe = Pipeline::<Flex>::from_dir(UNET, &device).unwrap();
+    // DDPM draws fresh noise at every step: batching must not change which noise a sample gets.
+    let lib = pipe
+        .sampler(SamplerKind::Ddpm)
+        .steps(4)
+        .seed(5)
+        .batch_size(2)
+        .sample(3)
+        .unwrap();
+    let lib: Vec<u32> = lib
+        .into_tensor()
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let common = ["--sampler", "ddpm", "--steps", "4", "--num-samples", "3", "--seed", "5"];
+    for batch in ["1", "3"] {
+        let mut args = common.to_vec();
+        args.extend(["--batch-size", batch]);
+        assert_eq!(cli_samples(&dir, batch, &args), lib, "--batch-size {batch}");
+    }
+    let mut other = common.to_vec();
+    other[7] = "6";
+    assert_ne!(cli_samples(&dir, "other", &other), lib);
+}
+
+#[test]
+fn output_format_follows_the_extension() {
+    let dir = tmp("format");
+    let jpg = dir.join("grid.jpg");
+    ok(&ddpm(&["--sampler", "ddim", "--steps", "2", "--num-samples", "2", "--output", s(&jpg)]));
+    let bytes = std::fs::read(&jpg).unwrap();
+    assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "not a JPEG");
+    assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 2 * 18 + 2);
+    // An unknown extension is refused before sampling, naming what is accepted.
+    let bmp = dir.join("grid.bmp");
+    let e = err(&ddpm(&["--steps", "2", "--num-samples", "1", "--output", s(&bmp)]));
+    assert!(e.contains("grid.bmp") && e.contains(".png, .jpg or .jpeg"), "{e}");
+    assert!(!e.contains("sampler,"), "sampled before refusing: {e}");
+    assert!(!bmp.exists());
+}
+
+#[test]
+fn weights_on_a_diffusers_dir_is_an_error() {
+    let dir = tmp("weights");
+    let e = err(&ddpm(&["--weights", "raw", "--steps", "2", "--output", s(&dir.join("g.png"))]));
+    assert!(
+        e.contains("--weights raw applies to training runs") && e.contains("unet_tiny"),
+        "{e}"
+    );
+}
+
+#[test]
+fn non_finite_init_noise_is_refused() {
+    let dir = tmp("nan");
+    let init = dir.join("x_T.safetensors");
+    write_tensor(&init, "x_T", &[1, 3, 16, 16], &vec![f32::NAN; 768]);
+    let out = dir.join("g.png");
+    let e = err(&ddpm(&[
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+        "--num-samples",
+        "1",
+        "--init-noise",
+        s(&init),
+        "--output",
+        s(&out),
+    ]));
+    assert!(e.contains("init noise (x_T) holds non-finite values"), "{e}");
+    assert!(!out.exists());
+}
+
+/// Runs `ddpm sample` with the file-size limit at 0: every write to a regular file fails
+/// (EFBIG, as on a full disk); SIGXFSZ is ignored so the write returns the error.
+#[cfg(target_os = "linux")]
+fn ddpm_no_space(args: &[&str]) -> Output {
+    Command::new("sh")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 0; exec \"$0\" sample --unet \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_ddpm"))
+        .arg(UNET)
+        .args(args)
+        .output()
+        .expect("run ddpm under sh")
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_disk_fails_loudly_and_keeps_the_previous_files() {
+    let dir = tmp("full");
+    let quick = ["--sampler", "ddim", "--steps", "2", "--num-samples", "2"];
+    // /dev/full: every write fails with ENOSPC.
+    let mut args = quick.to_vec();
+    args.extend(["--output", "/dev/full"]);
+    let e = err(&ddpm(&args));
+    assert!(e.contains("/dev/full") && e.contains("No space left on device"), "{e}");
+    assert!(!e.contains("wrote"), "{e}");
+
+    // A previous grid, tensor and per-sample PNG survive a failed overwrite, and no partial
+    // file is left under any name.
+    let (grid, tensor, each) = (dir.join("grid.png"), dir.join("s.safetensors"), dir.join("each"));
+    std::fs::create_dir_all(&each).unwrap();
+    let old = b"previous contents".to_vec();
+    for p in [&grid, &tensor, &each.join("sample_00000.png")] {
+        std::fs::write(p, &old).unwrap();
+    }
+    let listing = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = (listing(&dir), listing(&each));
+    for extra in [
+        vec!["--output", s(&grid)],
+        vec!["--output", s(&grid), "--save-tensor", s(&tensor)],
+        vec!["--output", "/dev/null", "--output-dir", s(&each)],
+    ] {
+        let mut args = quick.to_vec();
+        args.extend(extra.iter().copied());
+        let out = ddpm_no_space(&args);
+        let e = err(&out);
+        assert_eq!(out.status.code(), Some(1), "{e}");
+        assert!(e.contains("File too large"), "{e}");
+        for p in [&grid, &tensor, &each.join("sample_00000.png")] {
+            assert_eq!(std::fs::read(p).unwrap(), old, "{} changed", p.display());
+        }
+        assert_eq!((listing(&dir), listing(&each)), before, "files left behind");
+    }
 }

@@ -4,6 +4,8 @@
 //! - [`NoiseSource::seeded`]: standard normals drawn on the host with ChaCha8 (a specified,
 //!   portable generator) and the Box–Muller transform in `f64`, so the same seed gives the
 //!   same samples on every backend and machine.
+//! - [`NoiseSource::per_sample`]: one seeded host RNG per sample, so each sample's noise is the
+//!   same however the samples are batched.
 //! - [`NoiseSource::device`]: the backend's own RNG (`Tensor::random`), fastest on a GPU;
 //!   seed it with `B::seed(device, seed)`; reproducible only on the same backend.
 //! - [`NoiseSource::replay`]: noise recorded by another implementation (e.g. diffusers'
@@ -24,6 +26,7 @@ pub struct NoiseSource<B: Backend> {
 #[derive(Debug)]
 enum Kind<B: Backend> {
     Host(Box<ChaCha8Rng>),
+    PerSample(Vec<ChaCha8Rng>),
     Device,
     Replay(Tensor<B, 5>),
 }
@@ -33,6 +36,15 @@ impl<B: Backend> NoiseSource<B> {
     pub fn seeded(seed: u64) -> Self {
         Self {
             kind: Kind::Host(Box::new(ChaCha8Rng::seed_from_u64(seed))),
+        }
+    }
+
+    /// One host RNG per sample, seeded with `seeds[i]` for sample `i` of every draw: each
+    /// sample's noise depends only on its own seed, not on which other samples share its
+    /// batch. Every draw must then have `seeds.len()` samples.
+    pub fn per_sample(seeds: impl IntoIterator<Item = u64>) -> Self {
+        Self {
+            kind: Kind::PerSample(seeds.into_iter().map(ChaCha8Rng::seed_from_u64).collect()),
         }
     }
 
@@ -71,14 +83,32 @@ impl<B: Backend> NoiseSource<B> {
     /// A fresh standard normal tensor, e.g. x_T ~ N(0, I).
     ///
     /// # Errors
-    /// [`SampleError::NoInitialNoise`] for a replay source (pass x_T explicitly).
+    /// [`SampleError::NoInitialNoise`] for a replay source (pass x_T explicitly);
+    /// [`SampleError::NoiseShape`] for a per-sample source asked for another batch size.
     pub fn standard_normal(
         &mut self,
         shape: [usize; 4],
         device: &B::Device,
     ) -> Result<Tensor<B, 4>, SampleError> {
         match &mut self.kind {
-            Kind::Host(rng) => Ok(host_normal(rng, shape, device)),
+            Kind::Host(rng) => {
+                let values = host_normals(rng, shape.iter().product());
+                Ok(Tensor::from_data(TensorData::new(values, shape), device))
+            }
+            Kind::PerSample(rngs) => {
+                if rngs.len() != shape[0] {
+                    return Err(SampleError::NoiseShape {
+                        expected: vec![rngs.len(), shape[1], shape[2], shape[3]],
+                        found: shape.to_vec(),
+                    });
+                }
+                let per_sample = shape[1] * shape[2] * shape[3];
+                let values = rngs
+                    .iter_mut()
+                    .flat_map(|rng| host_normals(rng, per_sample))
+                    .collect::<Vec<_>>();
+                Ok(Tensor::from_data(TensorData::new(values, shape), device))
+            }
             Kind::Device => Ok(Tensor::random(
                 shape,
                 Distribution::Normal(0.0, 1.0),
@@ -114,13 +144,8 @@ impl<B: Backend> NoiseSource<B> {
     }
 }
 
-/// Standard normals from the host RNG (Box–Muller in `f64`, then cast), uploaded once.
-fn host_normal<B: Backend>(
-    rng: &mut ChaCha8Rng,
-    shape: [usize; 4],
-    device: &B::Device,
-) -> Tensor<B, 4> {
-    let n: usize = shape.iter().product();
+/// `n` standard normals from the host RNG (Box–Muller in `f64`, then cast).
+fn host_normals(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     let mut values = Vec::with_capacity(n + 1);
     while values.len() < n {
         // u1 ∈ (0, 1] so that ln(u1) is finite.
@@ -132,7 +157,7 @@ fn host_normal<B: Backend>(
         values.push((r * s) as f32);
     }
     values.truncate(n);
-    Tensor::from_data(TensorData::new(values, shape), device)
+    values
 }
 
 #[cfg(test)]
@@ -167,6 +192,34 @@ mod tests {
         let var = a.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
         assert!(mean.abs() < 0.05, "mean {mean}");
         assert!((var - 1.0).abs() < 0.05, "var {var}");
+    }
+
+    #[test]
+    fn per_sample_noise_does_not_depend_on_the_batch() {
+        let device = Default::default();
+        let shape = [3, 2, 4, 4];
+        let all = NoiseSource::<B>::per_sample([10, 11, 12])
+            .standard_normal(shape, &device)
+            .unwrap();
+        let second = NoiseSource::<B>::per_sample([11])
+            .standard_normal([1, 2, 4, 4], &device)
+            .unwrap();
+        assert_eq!(
+            all.narrow(0, 1, 1).into_data().to_vec::<f32>().unwrap(),
+            second.into_data().to_vec::<f32>().unwrap()
+        );
+        // Sample i's stream is the host stream seeded with seeds[i].
+        let host = NoiseSource::<B>::seeded(11)
+            .standard_normal([1, 2, 4, 4], &device)
+            .unwrap();
+        let again = NoiseSource::<B>::per_sample([11])
+            .standard_normal([1, 2, 4, 4], &device)
+            .unwrap();
+        assert_eq!(host.into_data(), again.into_data());
+        let e = NoiseSource::<B>::per_sample([1, 2])
+            .standard_normal(shape, &device)
+            .unwrap_err();
+        assert!(matches!(e, SampleError::NoiseShape { .. }), "{e}");
     }
 
     #[test]

@@ -71,15 +71,10 @@ pub enum TrainError {
         /// Burn's message.
         message: String,
     },
-    /// An image could not be written.
-    #[error("{path}: {source}")]
-    Image {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: image::ImageError,
-    },
+    /// A model directory could not be read, or a preview image could not be written (naming
+    /// the file).
+    #[error(transparent)]
+    Pipeline(#[from] ddpm_pipeline::PipelineError),
     /// A U-Net problem (invalid config, unreadable model directory).
     #[error(transparent)]
     Unet(#[from] ddpm_unet::ImportError),

@@ -29,7 +29,6 @@ mod clip;
 mod config;
 mod ema;
 mod error;
-mod grid;
 mod trainer;
 
 pub use checkpoint::{TrainState, Weights, is_training_output, latest_checkpoint, load_unet};
@@ -37,5 +36,4 @@ pub use clip::{clip_global_norm, global_norm};
 pub use config::{EmaWarmup, TrainConfig};
 pub use ema::ema_update;
 pub use error::TrainError;
-pub use grid::{grid_image, save_grid, to_u8};
 pub use trainer::{InferenceBackend, StepStats, TrainEvent, Trainer};

@@ -20,7 +20,9 @@ use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
 use ddpm_forward::ForwardProcess;
 use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepSampler, UniformSampler};
 use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
-use ddpm_schedule::{NoiseSchedule, SchedulerClass, SchedulerConfig};
+use ddpm_pipeline::images;
+use ddpm_pipeline::layout::{LATEST_PREVIEW_FILE, SCHEDULER_CONFIG_FILE, preview_path};
+use ddpm_schedule::{DiffusersSchedulerConfig, NoiseSchedule, SchedulerClass, SchedulerConfig};
 use ddpm_unet::Unet;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -30,7 +32,7 @@ use crate::checkpoint::{
     read_state, read_train_config, record_error, recorder, write_checkpoint, write_json_atomic,
 };
 use crate::error::io;
-use crate::{TrainConfig, TrainError, clip_global_norm, ema_update, save_grid};
+use crate::{TrainConfig, TrainError, clip_global_norm, ema_update};
 
 type Optim<B> = OptimizerAdaptor<Adam, Unet<B>, B>;
 
@@ -100,6 +102,16 @@ fn derive_seed(seed: u64, step: usize, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// diffusers' `scheduler_config.json` of a run (DDPMScheduler with the run's schedule and
+/// prediction type), written to the run directory and to every checkpoint, so samplers (and
+/// diffusers) pick up the training schedule from either.
+fn scheduler_config(config: &TrainConfig) -> DiffusersSchedulerConfig {
+    let mut scheduler = SchedulerConfig::class_defaults(SchedulerClass::Ddpm);
+    scheduler.schedule = config.schedule.clone();
+    scheduler.prediction_type = config.prediction_type;
+    scheduler.to_diffusers()
+}
+
 fn check_data(config: &TrainConfig, data: &Dataset) -> Result<(), TrainError> {
     let u = &config.unet;
     let expected = [u.in_channels, u.sample_size, u.sample_size];
@@ -129,14 +141,9 @@ impl<B: AutodiffBackend> Trainer<B> {
         let run_dir = run_dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
         write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
-        // diffusers' scheduler_config.json, so samplers (and diffusers) pick up the training
-        // schedule and prediction type from the run directory.
-        let mut scheduler = SchedulerConfig::class_defaults(SchedulerClass::Ddpm);
-        scheduler.schedule = config.schedule.clone();
-        scheduler.prediction_type = config.prediction_type;
         write_json_atomic(
-            &run_dir.join("scheduler_config.json"),
-            &scheduler.to_diffusers(),
+            &run_dir.join(SCHEDULER_CONFIG_FILE),
+            &scheduler_config(&config),
         )?;
         let model = {
             let _rng = backend_rng_lock();
@@ -345,6 +352,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             &self.run_dir,
             state,
             &self.config.unet,
+            &scheduler_config(&self.config),
             self.config.keep_checkpoints,
             |dir| {
                 let m = dir.join(MODEL_RECORD);
@@ -393,21 +401,19 @@ impl<B: AutodiffBackend> Trainer<B> {
         )?)
     }
 
-    /// Writes a preview grid `samples/step-NNNNNNNN.png` and copies it to `samples.png`.
+    /// Writes a preview grid `samples/step-NNNNNNNN.png` and the same grid as `samples.png`,
+    /// each atomically.
     ///
     /// # Errors
-    /// Sampler and image errors.
+    /// Sampler errors, and write errors naming the file ([`TrainError::Pipeline`]): a preview
+    /// that cannot be written (e.g. a full disk) stops [`Trainer::run`] — the checkpoint of
+    /// the step is already written, so `--resume` continues from it.
     pub fn write_preview(&self) -> Result<PathBuf, TrainError> {
         let samples = self.sample_ema(self.config.num_preview_samples)?;
-        let path = self
-            .run_dir
-            .join("samples")
-            .join(format!("step-{:08}.png", self.step));
-        save_grid(samples, &path)?;
-        let latest = self.run_dir.join("samples.png");
-        let tmp = latest.with_extension("png.tmp");
-        std::fs::copy(&path, &tmp).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &latest).map_err(io(&latest))?;
+        let grid = images::grid(&images::to_images(samples)?);
+        let path = preview_path(&self.run_dir, self.step);
+        images::save_image(&grid, &path)?;
+        images::save_image(&grid, self.run_dir.join(LATEST_PREVIEW_FILE))?;
         Ok(path)
     }
 

@@ -188,4 +188,7 @@ pub enum ImportError {
     /// burn-store's Burnpack reader or writer failed.
     #[error("burnpack store: {0}")]
     Burnpack(#[from] burn_store::BurnpackError),
+    /// A file could not be written (atomically: the previous file is intact).
+    #[error(transparent)]
+    Write(#[from] ddpm_io::WriteError),
 }

@@ -1,6 +1,9 @@
 //! Writing the DDPM U-Net (Ho et al. 2020, arXiv:2006.11239v2): this crate's native checkpoint
 //! (burnpack + config JSON) and diffusers `UNet2DModel` directories that
 //! `UNet2DModel.from_pretrained` loads (diffusers key names, PyTorch layouts).
+//!
+//! Every file is encoded in memory and written with [`ddpm_io::write_atomic`]: a full disk or a
+//! crash leaves the previous file (or none), never a truncated one.
 
 use std::path::Path;
 
@@ -24,15 +27,12 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<(), ImportEr
         path: path.to_path_buf(),
         source,
     })?;
-    std::fs::write(path, text + "\n").map_err(|source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(ddpm_io::write_atomic(path, text + "\n")?)
 }
 
 impl<B: Backend> Unet<B> {
     /// Saves a native checkpoint directory: `unet_config.json` (the [`UnetConfig`](crate::UnetConfig))
-    /// and `unet.bpk` (Burn's burnpack format). Existing files are overwritten.
+    /// and `unet.bpk` (Burn's burnpack format). Existing files are replaced atomically.
     ///
     /// # Errors
     ///
@@ -41,15 +41,16 @@ impl<B: Backend> Unet<B> {
         let dir = dir.as_ref();
         create_dir(dir)?;
         write_json(&dir.join(NATIVE_CONFIG), self.config())?;
-        let mut store = BurnpackStore::from_file(dir.join(NATIVE_WEIGHTS)).overwrite(true);
+        let mut store = BurnpackStore::from_bytes(None);
         self.save_into(&mut store)?;
+        ddpm_io::write_atomic(dir.join(NATIVE_WEIGHTS), &*store.get_bytes()?)?;
         Ok(())
     }
 
     /// Exports a diffusers `UNet2DModel` directory: `config.json` (diffusers' keys,
     /// `_class_name` `UNet2DModel`) and `diffusion_pytorch_model.safetensors` (diffusers' key
     /// names, Linear weights transposed to PyTorch's `[out, in]`, GroupNorm `weight/bias`).
-    /// Existing files are overwritten.
+    /// Existing files are replaced atomically.
     ///
     /// # Errors
     ///
@@ -63,13 +64,13 @@ impl<B: Backend> Unet<B> {
         )?;
         let remap =
             KeyRemapper::from_patterns(vec![(r"\.to_out\.", ".to_out.0.")]).expect("valid regex");
-        let mut store = SafetensorsStore::from_file(dir.join(DIFFUSERS_SAFETENSORS))
+        let mut store = SafetensorsStore::from_bytes(None)
             .with_to_adapter(BurnToPyTorchAdapter)
             .remap(remap)
             .clear_metadata()
-            .metadata("format", "pt")
-            .overwrite(true);
+            .metadata("format", "pt");
         self.save_into(&mut store)?;
+        ddpm_io::write_atomic(dir.join(DIFFUSERS_SAFETENSORS), store.get_bytes()?)?;
         Ok(())
     }
 }

@@ -16,11 +16,26 @@
 //!   batches in [−1, 1].
 //! - [`train`] (`ddpm-train`): the paper's training recipe with EMA, atomic checkpoints and
 //!   bit-exact resume.
+//! - [`pipeline`] (`ddpm-pipeline`): sampling in a few lines — [`pipeline::Pipeline`] loads a
+//!   diffusers, native or training-run directory with its noise schedule; samples become
+//!   images, grids and files (written atomically).
 //!
 //! Library code is generic over `B: burn::tensor::backend::Backend`; pick a backend (Flex, wgpu,
-//! CUDA) in your binary.
+//! CUDA) in your binary. [`burn`] is re-exported, so the backend types match this crate's.
 //!
-//! # Example
+//! # Example: sample from a model directory
+//! ```no_run
+//! use ddpm::burn::backend::Flex;
+//! use ddpm::prelude::*;
+//!
+//! let device = Default::default();
+//! let pipe = Pipeline::<Flex>::from_dir("ddpm-cifar10-32", &device)?; // or a run / checkpoint
+//! let samples = pipe.sampler(SamplerKind::Ddim).steps(50).seed(0).sample(4)?;
+//! samples.save_grid("samples.png")?;
+//! # Ok::<(), ddpm::pipeline::PipelineError>(())
+//! ```
+//!
+//! # Example: the forward process
 //! ```
 //! use ddpm::prelude::*;
 //! use burn::backend::Flex;
@@ -35,9 +50,11 @@
 //! ```
 #![warn(missing_docs)]
 
+pub use burn;
 pub use ddpm_data as data;
 pub use ddpm_forward as forward;
 pub use ddpm_loss as loss;
+pub use ddpm_pipeline as pipeline;
 pub use ddpm_sampler as sampler;
 pub use ddpm_schedule as schedule;
 pub use ddpm_train as train;
@@ -56,7 +73,8 @@ pub mod prelude {
         BetaSchedule, NoiseSchedule, PredictionType, ScheduleConfig, SchedulerConfig,
         TimestepSpacing, VarianceType, inference_timesteps,
     };
-    pub use ddpm_train::{TrainConfig, Trainer, Weights};
+    pub use ddpm_pipeline::{ModelDir, Pipeline, SamplerKind, Samples, Weights};
+    pub use ddpm_train::{TrainConfig, Trainer};
     pub use ddpm_unet::{Unet, UnetConfig};
 }
 

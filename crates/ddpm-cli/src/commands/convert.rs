@@ -1,22 +1,27 @@
 //! `ddpm convert`: convert a U-Net between a diffusers `UNet2DModel` directory and this
-//! project's native checkpoint (burnpack).
+//! project's native checkpoint (burnpack), keeping its scheduler config (noise schedule and
+//! prediction type) beside it. Every file is written atomically: a full disk leaves the
+//! previous files intact and fails with the OS error.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
+use ddpm_pipeline::layout::SCHEDULER_CONFIG_FILE;
+use ddpm_pipeline::{ModelDir, Weights};
 use ddpm_unet::{DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS, NATIVE_CONFIG, NATIVE_WEIGHTS, Unet};
 
 /// Arguments of `ddpm convert`.
 #[derive(Args, Debug)]
 pub struct ConvertArgs {
-    /// Source: a diffusers model directory, a native checkpoint directory, or a `ddpm train`
-    /// run / checkpoint directory (detected).
+    /// Source: a diffusers pipeline or `UNet2DModel` directory, a native checkpoint directory,
+    /// or a `ddpm train` run / checkpoint directory (detected).
     pub src: PathBuf,
-    /// Weights of a training run to convert: ema or raw.
-    #[arg(long, default_value = "ema")]
-    pub weights: ddpm_train::Weights,
+    /// Weights of a training run or checkpoint to convert: ema (default) or raw. An error for
+    /// other sources, which hold one set of weights.
+    #[arg(long)]
+    pub weights: Option<Weights>,
     /// Destination directory (created if needed).
     pub dst: PathBuf,
     /// Target format.
@@ -51,10 +56,16 @@ impl crate::backend::OnBackend for ConvertArgs {
 
 /// Runs `ddpm convert` on backend `B`.
 pub fn run_on<B: Backend>(args: ConvertArgs, device: &B::Device) -> Result<()> {
-    let files = match args.to {
-        Target::Diffusers => [DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS],
-        Target::Burn => [NATIVE_CONFIG, NATIVE_WEIGHTS],
+    let model = ModelDir::resolve(&args.src, args.weights)?;
+    // Checked (parsed) before it is copied; the bytes are copied as they are, so keys this
+    // library does not use survive.
+    model.load_scheduler_config()?;
+    let scheduler = model.scheduler_config_path().map(PathBuf::from);
+    let mut files = match args.to {
+        Target::Diffusers => vec![DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS],
+        Target::Burn => vec![NATIVE_CONFIG, NATIVE_WEIGHTS],
     };
+    files.extend(scheduler.as_ref().map(|_| SCHEDULER_CONFIG_FILE));
     if !args.force
         && let Some(existing) = files.iter().map(|f| args.dst.join(f)).find(|p| p.exists())
     {
@@ -63,19 +74,30 @@ pub fn run_on<B: Backend>(args: ConvertArgs, device: &B::Device) -> Result<()> {
             existing.display()
         );
     }
-    let unet: Unet<B> = crate::model::load_unet(&args.src, args.weights, device)?;
+    let unet: Unet<B> = model
+        .load_unet(device)
+        .with_context(|| format!("loading {model}"))?;
     match args.to {
         Target::Diffusers => unet.to_diffusers(&args.dst),
         Target::Burn => unet.save(&args.dst),
     }
     .with_context(|| format!("writing {}", args.dst.display()))?;
+    if let Some(src) = &scheduler {
+        let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+        ddpm_io::write_atomic(args.dst.join(SCHEDULER_CONFIG_FILE), bytes)?;
+    }
     println!(
-        "wrote {} ({} parameters) to {}",
+        "wrote {} ({} parameters{}) to {}",
         match args.to {
             Target::Diffusers => "diffusers UNet2DModel",
             Target::Burn => "native checkpoint",
         },
         super::unet::thousands(unet.config().num_params()),
+        if scheduler.is_some() {
+            ", with its scheduler_config.json"
+        } else {
+            ""
+        },
         args.dst.display()
     );
     Ok(())

@@ -16,6 +16,7 @@ use clap::{Args, Subcommand};
 use ddpm_data::{DataSpec, ImageSize, LoadOptions, Split};
 use ddpm_forward::ForwardProcess;
 use ddpm_loss::{BpdConfig, BpdOutput, BpdTimesteps};
+use ddpm_pipeline::ModelDir;
 use ddpm_schedule::{PredictionType, SchedulerConfig, VarianceType};
 use ddpm_unet::{Unet, UnetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -42,13 +43,13 @@ pub enum EvalCommand {
 /// Arguments of `ddpm eval nll`.
 #[derive(Args, Debug, Clone)]
 pub struct NllArgs {
-    /// The model: a diffusers `UNet2DModel` directory, a native checkpoint directory, a
-    /// pipeline or training-run directory holding `unet/`, or `preset:NAME` (random weights,
-    /// for sanity checks; see `--seed`).
+    /// The model: a diffusers pipeline or `UNet2DModel` directory, a native checkpoint
+    /// directory, a `ddpm train` run (EMA weights of its newest checkpoint) or checkpoint
+    /// directory, or `preset:NAME` (random weights, for sanity checks; see `--seed`).
     #[arg(long)]
     pub unet: String,
-    /// diffusers `scheduler_config.json` (or a directory holding one). Default: the one next
-    /// to the model, else the paper's schedule (T = 1000, linear β, ε, fixed_large).
+    /// diffusers `scheduler_config.json` (or a directory holding one). Default: the one stored
+    /// with the model, else the paper's schedule (T = 1000, linear β, ε, fixed_large).
     #[arg(long)]
     pub scheduler: Option<PathBuf>,
     /// The images: a folder of PNG/JPEG, `mnist:<dir>`, `fashion-mnist:<dir>` or
@@ -111,56 +112,25 @@ impl OnBackend for Task {
     }
 }
 
-/// The directory the model lives in (a pipeline or run directory's `unet/`), or `None` for a
-/// preset.
-fn model_dir(spec: &str) -> Option<PathBuf> {
-    if spec.starts_with("preset:") {
-        return None;
+/// The model and its scheduler config: `preset:NAME` (random weights, no config) or any model
+/// directory [`ModelDir::resolve`] accepts (EMA weights of a training run).
+fn load_model<B: Backend>(
+    spec: &str,
+    device: &B::Device,
+) -> Result<(Unet<B>, Option<(SchedulerConfig, String)>)> {
+    if let Some(name) = spec.strip_prefix("preset:") {
+        let config = UnetConfig::preset(name)?.with_dropout(0.0);
+        return Ok((config.try_init::<B>(device)?, None));
     }
-    let path = PathBuf::from(spec);
-    let nested = path.join("unet");
-    Some(
-        if nested.is_dir() && !ddpm_train::is_training_output(&path) {
-            nested
-        } else {
-            path
-        },
-    )
-}
-
-fn load_model<B: Backend>(spec: &str, device: &B::Device) -> Result<Unet<B>> {
-    match (spec.strip_prefix("preset:"), model_dir(spec)) {
-        (Some(name), _) => {
-            let config = UnetConfig::preset(name)?.with_dropout(0.0);
-            Ok(config.try_init::<B>(device)?)
-        }
-        (None, Some(dir)) => crate::model::load_unet::<B>(&dir, ddpm_train::Weights::Ema, device),
-        (None, None) => unreachable!("a non-preset spec has a directory"),
-    }
-}
-
-/// `--scheduler`, else a config next to the model, else `None` (the paper's).
-fn scheduler_config(args: &NllArgs) -> Result<Option<(SchedulerConfig, String)>> {
-    let found = match (&args.scheduler, model_dir(&args.unet)) {
-        (Some(path), _) => Some(path.clone()),
-        (None, Some(dir)) => [
-            dir.join("scheduler_config.json"),
-            dir.join("scheduler").join("scheduler_config.json"),
-            dir.join("..")
-                .join("scheduler")
-                .join("scheduler_config.json"),
-        ]
-        .into_iter()
-        .find(|p| p.is_file()),
-        (None, None) => None,
-    };
-    found
-        .map(|path| {
-            let loaded = SchedulerConfig::load(&path)
-                .with_context(|| format!("reading scheduler config {}", path.display()))?;
-            Ok((loaded.config, path.display().to_string()))
-        })
-        .transpose()
+    let model = ModelDir::resolve(spec, None)?;
+    let unet = model
+        .load_unet::<B>(device)
+        .with_context(|| format!("loading {model}"))?;
+    let scheduler = model.load_scheduler_config()?.map(|loaded| {
+        let path = model.scheduler_config_path().expect("loaded from a path");
+        (loaded.config, path.display().to_string())
+    });
+    Ok((unet, scheduler))
 }
 
 fn parse_timesteps(s: &str) -> Result<BpdTimesteps> {
@@ -177,7 +147,14 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
     ensure!(args.num_images > 0, "--num-images must be at least 1");
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let timesteps = parse_timesteps(&args.timesteps)?;
-    let scheduler = scheduler_config(&args)?;
+    let (unet, stored) = load_model::<B>(&args.unet, device)?;
+    let scheduler = match &args.scheduler {
+        Some(path) => Some((
+            SchedulerConfig::load(path)?.config,
+            path.display().to_string(),
+        )),
+        None => stored,
+    };
     let (schedule_config, prediction_type, variance_type, source) = match &scheduler {
         Some((c, path)) => (
             c.schedule.clone(),
@@ -195,8 +172,6 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
     let prediction_type = args.prediction_type.unwrap_or(prediction_type);
     let variance_type = args.variance_type.unwrap_or(variance_type);
     let schedule = schedule_config.build()?;
-
-    let unet = load_model::<B>(&args.unet, device)?;
     let uc = unet.config().clone();
     let expected_out = if variance_type.is_learned() {
         2 * uc.in_channels
@@ -310,8 +285,7 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
 
     if let Some(path) = &args.report {
         let report = report_json(&args, &result, &source, prediction_type, variance_type);
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing report {}", path.display()))?;
+        ddpm_io::write_atomic(path, serde_json::to_string_pretty(&report)? + "\n")?;
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
