@@ -17,7 +17,7 @@ use ddpm_sampler::{
     DdimSamplerConfig, DdimTimestepMode, DdpmSamplerConfig, DpmSolverConfig, NoiseSource, Sampler,
     X0ProcessingConfig, sample_loop,
 };
-use ddpm_schedule::{NoiseSchedule, SchedulerClass, SchedulerConfig, TimestepSpacing};
+use ddpm_schedule::{NoiseSchedule, SamplingConfig, SchedulerClass, TimestepSpacing};
 use ddpm_train::Weights;
 use ddpm_unet::Unet;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -121,7 +121,7 @@ pub fn load_unet<B: Backend>(path: &Path, weights: Weights, device: &B::Device) 
 }
 
 /// The scheduler config: `--scheduler`, else one next to the model, else the paper's.
-fn scheduler_config(args: &SampleArgs) -> Result<(SchedulerConfig, String)> {
+fn scheduler_config(args: &SampleArgs) -> Result<(SamplingConfig, String)> {
     let found = match &args.scheduler {
         Some(path) => Some(path.clone()),
         None => {
@@ -138,7 +138,7 @@ fn scheduler_config(args: &SampleArgs) -> Result<(SchedulerConfig, String)> {
     };
     match found {
         Some(path) => {
-            let loaded = SchedulerConfig::load(&path)
+            let loaded = SamplingConfig::load(&path)
                 .with_context(|| format!("reading scheduler config {}", path.display()))?;
             if !loaded.ignored_keys.is_empty() {
                 eprintln!(
@@ -149,14 +149,14 @@ fn scheduler_config(args: &SampleArgs) -> Result<(SchedulerConfig, String)> {
             }
             Ok((loaded.config, path.display().to_string()))
         }
-        None => Ok((SchedulerConfig::default(), "paper defaults".to_string())),
+        None => Ok((SamplingConfig::default(), "paper defaults".to_string())),
     }
 }
 
 /// Builds the sampler from the config and the command line (all checks happen here).
 fn build_sampler<B: Backend>(
     args: &SampleArgs,
-    config: &SchedulerConfig,
+    config: &SamplingConfig,
     schedule: &NoiseSchedule,
 ) -> Result<(SamplerKind, Box<dyn Sampler<B>>)> {
     let kind = args.sampler.unwrap_or(match config.class {
