@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 
 use burn::backend::{Autodiff, Flex};
-use ddpm_schedule::ScheduleConfig;
+use ddpm_schedule::NoiseScheduleConfig;
 use ddpm_train::{TrainConfig, Trainer};
 use ddpm_unet::{BlockType, UnetConfig};
 
@@ -77,7 +77,7 @@ fn cosine_run(dir: &Path) -> PathBuf {
         .with_layers_per_block(1)
         .with_norm_num_groups(8);
     let config = TrainConfig::new(unet)
-        .with_schedule(ScheduleConfig::cosine(1000))
+        .with_schedule(NoiseScheduleConfig::cosine(1000))
         .with_steps(2)
         .with_batch_size(4)
         .with_warmup_steps(1)

@@ -19,8 +19,8 @@
 //! let x0 = Tensor::<Flex, 4>::random([4, 3, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
 //! let eps = Tensor::<Flex, 4>::random([4, 3, 8, 8], Distribution::Normal(0.0, 1.0), &device);
 //! let t = Tensor::<Flex, 1, Int>::from_ints([0, 10, 500, 999], &device);
-//! let x_t = fp.q_sample(x0.clone(), t.clone(), eps.clone());
-//! let x0_hat = fp.predict_x0_from_eps(x_t, t, eps);
+//! let x_t = fp.q_sample(x0.clone(), eps.clone(), t.clone());
+//! let x0_hat = fp.predict_x0_from_eps(x_t, eps, t);
 //! assert!((x0_hat - x0).abs().max().into_scalar() < 1e-2);
 //! ```
 #![warn(missing_docs)]

@@ -6,7 +6,7 @@ use ddpm_sampler::{
     DdimSamplerConfig, DdimTimestepMode, DdpmSamplerConfig, DpmSolverConfig, Sampler,
     SamplerError, X0ProcessingConfig,
 };
-use ddpm_schedule::{NoiseSchedule, SchedulerClass, SchedulerConfig, TimestepSpacing};
+use ddpm_schedule::{NoiseSchedule, SchedulerClass, SamplingConfig, TimestepSpacing};
 
 /// The sampler kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,7 +36,7 @@ pub struct SamplerOverrides {
 
 /// Builds the sampler.
 pub fn build_sampler<B: Backend>(
-    config: &SchedulerConfig,
+    config: &SamplingConfig,
     o: &SamplerOverrides,
 ) -> Result<(SamplerKind, Box<dyn Sampler<B>>), crate::PipelineError> {
     let schedule: NoiseSchedule = config.schedule.build()?;

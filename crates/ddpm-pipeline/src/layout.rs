@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use burn::module::Module;
 use burn::record::{BinFileRecorder, FullPrecisionSettings};
 use burn::tensor::backend::Backend;
-use ddpm_schedule::{LoadedSchedulerConfig, SchedulerConfig};
+use ddpm_schedule::{LoadedSamplingConfig, SamplingConfig};
 use ddpm_unet::{DIFFUSERS_CONFIG, NATIVE_CONFIG, Unet, UnetConfig};
 
 use crate::PipelineError;
@@ -368,10 +368,10 @@ impl ModelDir {
     ///
     /// # Errors
     /// [`PipelineError::Schedule`] naming the file and key.
-    pub fn load_scheduler_config(&self) -> Result<Option<LoadedSchedulerConfig>, PipelineError> {
+    pub fn load_scheduler_config(&self) -> Result<Option<LoadedSamplingConfig>, PipelineError> {
         self.scheduler_config
             .as_ref()
-            .map(|p| SchedulerConfig::load(p).map_err(PipelineError::from))
+            .map(|p| SamplingConfig::load(p).map_err(PipelineError::from))
             .transpose()
     }
 
@@ -394,7 +394,7 @@ impl ModelDir {
                 let config = self.unet_config()?;
                 let file = self.unet_dir.join(weights.record());
                 config
-                    .try_init::<B>(device)?
+                    .init::<B>(device)?
                     .load_file(&file, &checkpoint_recorder(), device)
                     .map_err(|e| PipelineError::Record {
                         path: file.with_extension("bin"),

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use ddpm_schedule::SchedulerConfig;
+use ddpm_schedule::SamplingConfig;
 use ddpm_unet::Unet;
 
 use crate::{ModelDir, PipelineError, SamplerKind, Sampling};
@@ -14,7 +14,7 @@ use crate::{ModelDir, PipelineError, SamplerKind, Sampling};
 pub enum SchedulerSource {
     /// A `scheduler_config.json`.
     File(PathBuf),
-    /// No file: the paper's settings ([`SchedulerConfig::default`]: T = 1000, linear β, ε,
+    /// No file: the paper's settings ([`SamplingConfig::default`]: T = 1000, linear β, ε,
     /// DDPM).
     Defaults,
     /// Given in code ([`Pipeline::new`], [`Pipeline::with_scheduler_config`]).
@@ -46,7 +46,7 @@ impl std::fmt::Display for SchedulerSource {
 #[derive(Debug)]
 pub struct Pipeline<B: Backend> {
     unet: Unet<B>,
-    config: SchedulerConfig,
+    config: SamplingConfig,
     source: SchedulerSource,
     ignored_keys: Vec<String>,
     model: Option<ModelDir>,
@@ -84,7 +84,7 @@ impl<B: Backend> Pipeline<B> {
                 l.ignored_keys,
             ),
             None => (
-                SchedulerConfig::default(),
+                SamplingConfig::default(),
                 SchedulerSource::Defaults,
                 Vec::new(),
             ),
@@ -101,7 +101,7 @@ impl<B: Backend> Pipeline<B> {
 
     /// A pipeline from parts: a U-Net already in memory (e.g. a trainer's EMA weights) and its
     /// scheduler settings.
-    pub fn new(unet: Unet<B>, config: SchedulerConfig, device: &B::Device) -> Self {
+    pub fn new(unet: Unet<B>, config: SamplingConfig, device: &B::Device) -> Self {
         Self {
             unet,
             config,
@@ -113,7 +113,7 @@ impl<B: Backend> Pipeline<B> {
     }
 
     /// Replaces the scheduler settings.
-    pub fn with_scheduler_config(mut self, config: SchedulerConfig) -> Self {
+    pub fn with_scheduler_config(mut self, config: SamplingConfig) -> Self {
         self.config = config;
         self.source = SchedulerSource::Given;
         self.ignored_keys.clear();
@@ -126,7 +126,7 @@ impl<B: Backend> Pipeline<B> {
     /// # Errors
     /// [`PipelineError::Schedule`] naming the file and key.
     pub fn with_scheduler_config_file(mut self, path: impl AsRef<Path>) -> Result<Self, PipelineError> {
-        let loaded = SchedulerConfig::load(path.as_ref())?;
+        let loaded = SamplingConfig::load(path.as_ref())?;
         self.config = loaded.config;
         self.source = SchedulerSource::File(path.as_ref().to_path_buf());
         self.ignored_keys = loaded.ignored_keys;
@@ -139,7 +139,7 @@ impl<B: Backend> Pipeline<B> {
     }
 
     /// The scheduler settings samplers are built from.
-    pub fn scheduler_config(&self) -> &SchedulerConfig {
+    pub fn scheduler_config(&self) -> &SamplingConfig {
         &self.config
     }
 

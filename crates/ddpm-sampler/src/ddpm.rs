@@ -134,7 +134,7 @@ impl DdpmSampler {
                     posterior.variance.max(1e-20).ln()
                 };
                 StepCoefs {
-                    alpha_bar: schedule.alphas_cumprod()[t],
+                    alpha_bar: schedule.alpha_bar()[t],
                     posterior,
                     variance: match config.variance_type {
                         VarianceType::FixedLarge => large,
@@ -251,7 +251,7 @@ mod tests {
             .init_with_timesteps(&schedule, &[999, 600, 10])
             .unwrap();
         assert_eq!(Sampler::<B>::timesteps(&sampler), &[999, 600, 10]);
-        let ab = schedule.alphas_cumprod();
+        let ab = schedule.alpha_bar();
         let s = &sampler.steps[0];
         assert!((s.posterior.beta - (1.0 - ab[999] / ab[600])).abs() < 1e-15);
         assert!((sampler.steps[1].posterior.beta - (1.0 - ab[600] / ab[10])).abs() < 1e-15);

@@ -125,10 +125,7 @@ impl<B: Backend> DpmSolver<B> {
             });
         }
         config.x0_processing.validate()?;
-        let alpha_bars: Vec<f64> = timesteps
-            .iter()
-            .map(|&t| schedule.alphas_cumprod()[t])
-            .collect();
+        let alpha_bars: Vec<f64> = timesteps.iter().map(|&t| schedule.alpha_bar()[t]).collect();
         let levels = alpha_bars.iter().map(|&a| Level::new(a)).collect();
         Ok(Self {
             config,

@@ -11,7 +11,7 @@ use ddpm_sampler::{
     DdimSamplerConfig, DdimTimestepMode, DdpmSamplerConfig, NoiseSource, Sampler,
     X0ProcessingConfig, sample_loop,
 };
-use ddpm_schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig, TimestepSpacing};
+use ddpm_schedule::{BetaSchedule, NoiseSchedule, NoiseScheduleConfig, TimestepSpacing};
 use ddpm_testutil::{HostTensor, load_json, load_safetensors, to_vec};
 use serde_json::Value;
 
@@ -26,7 +26,7 @@ fn fixture(name: &str) -> (Value, std::collections::HashMap<String, HostTensor>)
 }
 
 fn schedule(sc: &Value) -> NoiseSchedule {
-    NoiseSchedule::new(&ScheduleConfig::new(
+    NoiseSchedule::new(&NoiseScheduleConfig::new(
         sc["num_train_timesteps"].as_u64().unwrap() as usize,
         BetaSchedule::from_diffusers_name(
             sc["beta_schedule"].as_str().unwrap(),

@@ -30,7 +30,7 @@ impl Denoiser<B> for Oracle {
     fn predict(&self, x_t: Tensor<B, 4>, t: Tensor<B, 1, Int>) -> Tensor<B, 4> {
         let eps = self
             .fp
-            .predict_eps_from_x0(x_t.clone(), t.clone(), self.x_0.clone());
+            .predict_eps_from_x0(x_t.clone(), self.x_0.clone(), t.clone());
         match self.prediction {
             PredictionType::Epsilon => eps,
             PredictionType::Sample => self.x_0.clone(),

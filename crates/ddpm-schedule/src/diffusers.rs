@@ -1,6 +1,6 @@
 //! diffusers' `scheduler_config.json`, read into typed settings.
 //!
-//! [`DiffusersSchedulerConfig`] mirrors the JSON (every key optional); [`SchedulerConfig`] is the
+//! [`DiffusersSchedulerConfig`] mirrors the JSON (every key optional); [`SamplingConfig`] is the
 //! typed result, with each absent key taking diffusers' default *for the config's class*
 //! (`_class_name`), so a diffusers model directory samples the same way in both libraries.
 //! An unknown value is an error; an unknown key is ignored and reported.
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{
-    BetaSchedule, PredictionType, ScheduleConfig, ScheduleError, TimestepSpacing, VarianceType,
+    BetaSchedule, NoiseScheduleConfig, PredictionType, ScheduleError, TimestepSpacing, VarianceType,
 };
 
 /// The diffusers scheduler class a config was written for.
@@ -65,7 +65,8 @@ pub enum SolverType {
     Heun,
 }
 
-/// A `scheduler_config.json` exactly as diffusers writes it: every key optional.
+/// A `scheduler_config.json` exactly as diffusers writes it: every key optional (the serde
+/// adapter; [`SamplingConfig::from_diffusers`] turns it into typed settings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct DiffusersSchedulerConfig {
@@ -120,14 +121,16 @@ pub struct DiffusersSchedulerConfig {
     pub other: BTreeMap<String, Value>,
 }
 
-/// Typed sampler settings: the schedule plus how a sampler interprets and post-processes the
-/// model output. Defaults are the paper's (DDPM, ε, fixed_small, clip to [−1, 1]).
+/// How to sample from a model, typed: the noise schedule plus how a sampler interprets and
+/// post-processes the model output (what a diffusers `scheduler_config.json` means). Defaults
+/// are the paper's (DDPM, ε, fixed_small, clip to [−1, 1]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SchedulerConfig {
+#[doc(alias = "scheduler_config")]
+pub struct SamplingConfig {
     /// Which diffusers scheduler the settings came from; picks the default sampler.
     pub class: SchedulerClass,
     /// T and β.
-    pub schedule: ScheduleConfig,
+    pub schedule: NoiseScheduleConfig,
     /// What the model predicts (paper: ε).
     pub prediction_type: PredictionType,
     /// Reverse-process variance for DDPM sampling (diffusers default: fixed_small).
@@ -156,7 +159,7 @@ pub struct SchedulerConfig {
     pub lower_order_final: bool,
 }
 
-impl Default for SchedulerConfig {
+impl Default for SamplingConfig {
     fn default() -> Self {
         Self::class_defaults(SchedulerClass::Ddpm)
     }
@@ -164,19 +167,19 @@ impl Default for SchedulerConfig {
 
 /// A parsed config and the keys of the file that were ignored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadedSchedulerConfig {
+pub struct LoadedSamplingConfig {
     /// The typed settings.
-    pub config: SchedulerConfig,
+    pub config: SamplingConfig,
     /// Keys present in the file that this library does not use, sorted.
     pub ignored_keys: Vec<String>,
 }
 
-impl SchedulerConfig {
+impl SamplingConfig {
     /// diffusers' defaults for `class` (the values its `__init__` uses for absent keys).
     pub fn class_defaults(class: SchedulerClass) -> Self {
         Self {
             class,
-            schedule: ScheduleConfig::default(),
+            schedule: NoiseScheduleConfig::default(),
             prediction_type: PredictionType::Epsilon,
             variance_type: VarianceType::FixedSmall,
             clip_sample: class != SchedulerClass::DpmSolverMultistep,
@@ -203,7 +206,7 @@ impl SchedulerConfig {
     /// # Errors
     /// [`ScheduleError::Io`]/[`ScheduleError::Json`] naming the file, or a validation error
     /// naming the key.
-    pub fn load(path: impl AsRef<Path>) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<LoadedSamplingConfig, ScheduleError> {
         let mut path = path.as_ref().to_path_buf();
         if path.is_dir() {
             let nested = path.join("scheduler").join("scheduler_config.json");
@@ -224,12 +227,12 @@ impl SchedulerConfig {
     /// Parses the JSON text of a `scheduler_config.json`.
     ///
     /// # Errors
-    /// As [`SchedulerConfig::from_diffusers`], or [`ScheduleError::Json`].
-    pub fn from_json_str(text: &str) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    /// As [`SamplingConfig::from_diffusers`], or [`ScheduleError::Json`].
+    pub fn from_json_str(text: &str) -> Result<LoadedSamplingConfig, ScheduleError> {
         Self::from_json_str_named(text, "<string>")
     }
 
-    fn from_json_str_named(text: &str, path: &str) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    fn from_json_str_named(text: &str, path: &str) -> Result<LoadedSamplingConfig, ScheduleError> {
         let raw: DiffusersSchedulerConfig =
             serde_json::from_str(text).map_err(|source| ScheduleError::Json {
                 path: path.to_string(),
@@ -245,7 +248,7 @@ impl SchedulerConfig {
     /// every schedule validation error (the schedule is built once to check it).
     pub fn from_diffusers(
         raw: &DiffusersSchedulerConfig,
-    ) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    ) -> Result<LoadedSamplingConfig, ScheduleError> {
         let class = match &raw.class_name {
             Some(name) => SchedulerClass::parse(name)?,
             None => SchedulerClass::Ddpm,
@@ -264,7 +267,7 @@ impl SchedulerConfig {
                 beta_end,
             )?,
         };
-        c.schedule = ScheduleConfig {
+        c.schedule = NoiseScheduleConfig {
             num_train_timesteps: t,
             beta_schedule,
             rescale_betas_zero_snr: raw.rescale_betas_zero_snr.unwrap_or(false),
@@ -331,14 +334,14 @@ impl SchedulerConfig {
         if raw.use_karras_sigmas == Some(true) {
             return Err(unknown("use_karras_sigmas", "true".into(), "false"));
         }
-        Ok(LoadedSchedulerConfig {
+        Ok(LoadedSamplingConfig {
             config: c,
             ignored_keys: raw.other.keys().cloned().collect(),
         })
     }
 
     /// The diffusers JSON form of these settings (all keys written, `_class_name` from
-    /// [`SchedulerConfig::class`]).
+    /// [`SamplingConfig::class`]).
     pub fn to_diffusers(&self) -> DiffusersSchedulerConfig {
         let (beta_start, beta_end) = self.schedule.beta_schedule.range();
         let trained_betas = match &self.schedule.beta_schedule {
@@ -417,19 +420,19 @@ mod tests {
           "clip_sample": true, "num_train_timesteps": 1000, "trained_betas": null,
           "variance_type": "fixed_small", "tensor_format": "pt"
         }"#;
-        let loaded = SchedulerConfig::from_json_str(json).unwrap();
-        assert_eq!(loaded.config, SchedulerConfig::default());
+        let loaded = SamplingConfig::from_json_str(json).unwrap();
+        assert_eq!(loaded.config, SamplingConfig::default());
         assert_eq!(loaded.ignored_keys, vec!["tensor_format".to_string()]);
     }
 
     #[test]
     fn class_defaults_apply() {
         let loaded =
-            SchedulerConfig::from_json_str(r#"{"_class_name": "DPMSolverMultistepScheduler"}"#)
+            SamplingConfig::from_json_str(r#"{"_class_name": "DPMSolverMultistepScheduler"}"#)
                 .unwrap();
         assert_eq!(loaded.config.timestep_spacing, TimestepSpacing::Linspace);
         assert!(!loaded.config.clip_sample);
-        let ddim = SchedulerConfig::from_json_str(
+        let ddim = SamplingConfig::from_json_str(
             r#"{"_class_name": "DDIMScheduler", "steps_offset": 1, "set_alpha_to_one": false,
                 "prediction_type": "v_prediction", "timestep_spacing": "trailing"}"#,
         )
@@ -460,12 +463,10 @@ mod tests {
                 "trained_betas",
             ),
         ] {
-            let err = SchedulerConfig::from_json_str(json)
-                .unwrap_err()
-                .to_string();
+            let err = SamplingConfig::from_json_str(json).unwrap_err().to_string();
             assert!(err.contains(key), "{json}: {err}");
         }
-        let err = SchedulerConfig::from_json_str("{\"clip_sample\": 3}").unwrap_err();
+        let err = SamplingConfig::from_json_str("{\"clip_sample\": 3}").unwrap_err();
         assert!(matches!(err, ScheduleError::Json { .. }), "{err}");
     }
 
@@ -476,11 +477,11 @@ mod tests {
             SchedulerClass::Ddim,
             SchedulerClass::DpmSolverMultistep,
         ] {
-            let mut c = SchedulerConfig::class_defaults(class);
-            c.schedule = ScheduleConfig::cosine(500);
+            let mut c = SamplingConfig::class_defaults(class);
+            c.schedule = NoiseScheduleConfig::cosine(500);
             c.prediction_type = PredictionType::Sample;
             let json = serde_json::to_string(&c.to_diffusers()).unwrap();
-            let back = SchedulerConfig::from_json_str(&json).unwrap();
+            let back = SamplingConfig::from_json_str(&json).unwrap();
             assert_eq!(back.config, c, "{json}");
             assert!(back.ignored_keys.is_empty());
         }

@@ -18,11 +18,11 @@ use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
 use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
 use ddpm_forward::ForwardProcess;
-use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepSampler, UniformSampler};
+use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepDistribution, UniformTimesteps};
 use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
 use ddpm_pipeline::images;
 use ddpm_pipeline::layout::{LATEST_PREVIEW_FILE, SCHEDULER_CONFIG_FILE, preview_path};
-use ddpm_schedule::{DiffusersSchedulerConfig, NoiseSchedule, SchedulerClass, SchedulerConfig};
+use ddpm_schedule::{DiffusersSchedulerConfig, NoiseSchedule, SchedulerClass, SamplingConfig};
 use ddpm_unet::Unet;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -106,7 +106,7 @@ fn derive_seed(seed: u64, step: usize, stream: u64) -> u64 {
 /// prediction type), written to the run directory and to every checkpoint, so samplers (and
 /// diffusers) pick up the training schedule from either.
 fn scheduler_config(config: &TrainConfig) -> DiffusersSchedulerConfig {
-    let mut scheduler = SchedulerConfig::class_defaults(SchedulerClass::Ddpm);
+    let mut scheduler = SamplingConfig::class_defaults(SchedulerClass::Ddpm);
     scheduler.schedule = config.schedule.clone();
     scheduler.prediction_type = config.prediction_type;
     scheduler.to_diffusers()
@@ -148,7 +148,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let model = {
             let _rng = backend_rng_lock();
             B::seed(device, derive_seed(config.seed, 0, 0));
-            config.unet.try_init::<B>(device)?
+            config.unet.init::<B>(device)?
         };
         let ema = model.valid();
         let data = Self::batches(&config).init(dataset)?;
@@ -181,12 +181,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         let load = |name: &str| ckpt.join(name);
         let model = config
             .unet
-            .try_init::<B>(device)?
+            .init::<B>(device)?
             .load_file(load(MODEL_RECORD), &rec, device)
             .map_err(|e| record_error(&load(MODEL_RECORD), e))?;
         let ema = config
             .unet
-            .try_init::<B::InnerBackend>(device)?
+            .init::<B::InnerBackend>(device)?
             .load_file(load(EMA_RECORD), &rec, device)
             .map_err(|e| record_error(&load(EMA_RECORD), e))?;
         let optim_record = Recorder::<B>::load(&rec, load(OPTIMIZER_RECORD), device)
@@ -295,8 +295,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             let x0 = batch.into_tensor::<B>(&self.device);
             let mut rng =
                 ChaCha8Rng::seed_from_u64(derive_seed(self.config.seed, k, 2 + micro as u64));
-            let t = UniformSampler::new(self.schedule.num_train_timesteps())?
-                .sample(n, &mut rng)
+            let t = UniformTimesteps::new(self.schedule.num_train_timesteps())?
+                .draw(n, &mut rng)
                 .timesteps_tensor::<B>(&self.device);
             let eps =
                 NoiseSource::<B>::seeded(derive_seed(self.config.seed, k, 1000 + micro as u64))

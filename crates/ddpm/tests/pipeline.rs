@@ -39,9 +39,9 @@ fn values(x: &Tensor<Flex, 4>) -> Vec<u32> {
 }
 
 /// DDPM ancestral (4 steps) and DDIM with η = 0.5: both draw fresh noise at every step.
-fn stochastic_configs() -> Vec<(SchedulerConfig, SamplerOverrides)> {
-    let ddpm = SchedulerConfig::class_defaults(SchedulerClass::Ddpm);
-    let ddim = SchedulerConfig::class_defaults(SchedulerClass::Ddim);
+fn stochastic_configs() -> Vec<(SamplingConfig, SamplerOverrides)> {
+    let ddpm = SamplingConfig::class_defaults(SchedulerClass::Ddpm);
+    let ddim = SamplingConfig::class_defaults(SchedulerClass::Ddim);
     vec![
         (
             ddpm,
@@ -178,7 +178,7 @@ fn a_checkpoint_dir_of_a_cosine_run_samples_exactly_like_the_run() {
     let run = root.join("run");
     let device = Default::default();
     let config = TrainConfig::new(small_unet())
-        .with_schedule(ScheduleConfig::cosine(1000))
+        .with_schedule(NoiseScheduleConfig::cosine(1000))
         .with_steps(2)
         .with_batch_size(4)
         .with_warmup_steps(1)
@@ -226,7 +226,7 @@ fn a_checkpoint_dir_of_a_cosine_run_samples_exactly_like_the_run() {
     // The linear schedule gives other samples: the comparisons above can fail.
     let linear = Pipeline::<Flex>::from_dir(&run, &device)
         .unwrap()
-        .with_scheduler_config(SchedulerConfig::default());
+        .with_scheduler_config(SamplingConfig::default());
     let s = linear.sampler(SamplerKind::Ddim).steps(5).seed(3).sample(2).unwrap();
     assert_ne!(values(s.tensor()), from_run);
     let _ = std::fs::remove_dir_all(root);
@@ -270,7 +270,7 @@ fn a_model_that_goes_non_finite_fails_naming_the_step() {
         .unet()
         .clone()
         .map(&mut Scale(f32::NAN));
-    let pipe = Pipeline::new(unet, SchedulerConfig::default(), &device);
+    let pipe = Pipeline::new(unet, SamplingConfig::default(), &device);
     let e = pipe
         .sampler(SamplerKind::Ddim)
         .steps(4)

@@ -17,7 +17,7 @@ use ddpm_data::{DataSpec, ImageSize, LoadOptions, Split};
 use ddpm_forward::ForwardProcess;
 use ddpm_loss::{BpdConfig, BpdOutput, BpdTimesteps};
 use ddpm_pipeline::ModelDir;
-use ddpm_schedule::{PredictionType, SchedulerConfig, VarianceType};
+use ddpm_schedule::{PredictionType, SamplingConfig, VarianceType};
 use ddpm_unet::{Unet, UnetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -117,10 +117,10 @@ impl OnBackend for Task {
 fn load_model<B: Backend>(
     spec: &str,
     device: &B::Device,
-) -> Result<(Unet<B>, Option<(SchedulerConfig, String)>)> {
+) -> Result<(Unet<B>, Option<(SamplingConfig, String)>)> {
     if let Some(name) = spec.strip_prefix("preset:") {
         let config = UnetConfig::preset(name)?.with_dropout(0.0);
-        return Ok((config.try_init::<B>(device)?, None));
+        return Ok((config.init::<B>(device)?, None));
     }
     let model = ModelDir::resolve(spec, None)?;
     let unet = model
@@ -150,7 +150,7 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
     let (unet, stored) = load_model::<B>(&args.unet, device)?;
     let scheduler = match &args.scheduler {
         Some(path) => Some((
-            SchedulerConfig::load(path)?.config,
+            SamplingConfig::load(path)?.config,
             path.display().to_string(),
         )),
         None => stored,
