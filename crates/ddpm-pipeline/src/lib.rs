@@ -29,7 +29,6 @@
 #![warn(missing_docs)]
 
 mod error;
-mod from_config_tmp;
 pub mod images;
 pub mod layout;
 mod pipeline;
@@ -37,8 +36,8 @@ mod samples;
 mod sampling;
 pub mod tensor_file;
 
+pub use ddpm_sampler::{SamplerKind, SamplerOverrides};
 pub use error::PipelineError;
-pub use from_config_tmp::{SamplerKind, SamplerOverrides, build_sampler};
 pub use layout::{ModelDir, ModelLayout, Weights};
 pub use pipeline::{Pipeline, SchedulerSource};
 pub use samples::{SAMPLES_KEY, Samples};

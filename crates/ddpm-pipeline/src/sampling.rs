@@ -18,10 +18,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{ElementConversion, Int, Tensor, backend::Backend};
-use ddpm_sampler::{NoiseSource, SampleError, Sampler, sample_loop};
+use ddpm_sampler::{NoiseSource, SampleError, Sampler, sample_loop, sampler_from_config};
 use ddpm_schedule::TimestepSpacing;
 
-use crate::{Pipeline, PipelineError, SamplerKind, SamplerOverrides, Samples, build_sampler};
+use crate::{Pipeline, PipelineError, SamplerKind, SamplerOverrides, Samples};
 
 /// Where one step of a sampling run stands (given to [`Sampling::on_progress`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,9 +203,10 @@ impl<'a, B: Backend> Sampling<'a, B> {
         self
     }
 
-    /// DDIM: step to t − T // n as diffusers does, instead of the next timestep of the list.
+    /// Follow diffusers' timestep rules where they differ from ours (see
+    /// [`SamplerOverrides::diffusers_compat`]); an error with DDPM.
     pub fn diffusers_compat(mut self, on: bool) -> Self {
-        self.overrides.diffusers_compat = on;
+        self.overrides.diffusers_compat = Some(on);
         self
     }
 
@@ -289,7 +290,7 @@ impl<'a, B: Backend> Sampling<'a, B> {
             });
         }
         let config = self.pipe.scheduler_config();
-        let (kind, sampler) = build_sampler::<B>(config, &self.overrides)?;
+        let (kind, sampler) = sampler_from_config::<B>(config, &self.overrides)?;
         let [c, h, w] = self.pipe.sample_shape();
         let factor = sampler.model_channel_factor();
         let out = self.pipe.unet().config().out_channels;

@@ -31,11 +31,12 @@ mod timesteps;
 
 pub use beta_schedule::{BetaSchedule, rescale_zero_terminal_snr, validate_betas};
 pub use diffusers::{
-    DiffusersSchedulerConfig, LoadedSamplingConfig, SamplingConfig, SchedulerClass, SolverType,
+    DiffusersSchedulerConfig, FinalSigmasType, LoadedSamplingConfig, SamplingConfig,
+    SchedulerClass, SolverType,
 };
 pub use error::ScheduleError;
 pub use noise_schedule::{
     NoiseSchedule, NoiseScheduleConfig, PosteriorCoefficients, ZERO_SNR_ALPHA_BAR_T,
 };
 pub use parameterization::{PredictionType, VarianceType};
-pub use timesteps::{TimestepSpacing, custom_timesteps, inference_timesteps};
+pub use timesteps::{TimestepSpacing, custom_timesteps, dpm_solver_timesteps, inference_timesteps};

@@ -11,7 +11,8 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Int, Tensor, TensorData};
 use ddpm::pipeline::layout::{SCHEDULER_CONFIG_FILE, checkpoint_dir};
-use ddpm::pipeline::{PipelineError, SamplerOverrides, build_sampler, step_noise_seed};
+use ddpm::pipeline::{PipelineError, SamplerOverrides, step_noise_seed};
+use ddpm::sampler::sampler_from_config;
 use ddpm::prelude::*;
 use ddpm::schedule::SchedulerClass;
 use ddpm::unet::BlockType;
@@ -71,7 +72,7 @@ fn pipeline_equals_a_hand_built_sample_loop_at_every_batch_size() {
             .with_scheduler_config(config.clone());
 
         // By hand: x_T from the seeded host RNG, step noise from one stream per sample.
-        let (_, mut sampler) = build_sampler::<Flex>(&config, &overrides).unwrap();
+        let (_, mut sampler) = sampler_from_config::<Flex>(&config, &overrides).unwrap();
         let x_t = NoiseSource::<Flex>::seeded(seed)
             .standard_normal([n, 3, 16, 16], &device)
             .unwrap();

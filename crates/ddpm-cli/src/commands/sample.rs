@@ -48,8 +48,10 @@ pub struct SampleArgs {
     /// Timestep spacing: leading, linspace or trailing. Default: the config's.
     #[arg(long)]
     pub timestep_spacing: Option<TimestepSpacing>,
-    /// DDIM: step to `t − T // n` like diffusers instead of the next timestep of the list
-    /// (they differ for trailing/linspace when n does not divide T).
+    /// Follow diffusers where its timestep rule differs from ours: DDIM steps to `t − T // n`
+    /// instead of the next timestep of the list (they differ for trailing/linspace when n does
+    /// not divide T). DPM-Solver++ follows diffusers for a DPMSolverMultistepScheduler config
+    /// anyway. An error with the DDPM sampler.
     #[arg(long)]
     pub diffusers_compat: bool,
     /// How many images to draw.
@@ -115,7 +117,7 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
         num_inference_steps: args.steps,
         eta: args.eta,
         timestep_spacing: args.timestep_spacing,
-        diffusers_compat: args.diffusers_compat,
+        diffusers_compat: args.diffusers_compat.then_some(true),
     });
     if let Some(b) = args.batch_size {
         sampling = sampling.batch_size(b);
