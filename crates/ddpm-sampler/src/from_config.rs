@@ -469,9 +469,11 @@ mod tests {
 
     #[test]
     fn a_learned_variance_doubles_the_channels_of_every_sampler() {
-        let mut c = SamplingConfig::default();
-        c.variance_type = VarianceType::LearnedRange;
-        c.prediction_type = PredictionType::Epsilon;
+        let c = SamplingConfig {
+            variance_type: VarianceType::LearnedRange,
+            prediction_type: PredictionType::Epsilon,
+            ..Default::default()
+        };
         for kind in SamplerKind::ALL {
             let (_, mut s) = build(
                 &c,
