@@ -108,5 +108,8 @@ fn pytorch_bin_without_the_feature_is_a_clear_error() {
         matches!(err, ddpm_unet::ImportError::PytorchDisabled { .. }),
         "{msg}"
     );
-    assert!(msg.contains("unet_tiny_pytorch.bin") && msg.contains("`pytorch` feature"), "{msg}");
+    assert!(
+        msg.contains("unet_tiny_pytorch.bin") && msg.contains("`pytorch` feature"),
+        "{msg}"
+    );
 }
