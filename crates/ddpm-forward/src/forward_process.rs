@@ -6,7 +6,7 @@
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use ddpm_schedule::NoiseSchedule;
 
-use crate::{Coef, NoiseLevel};
+use crate::{Coef, NoiseLevel, ReverseCoefficients, posterior_mean};
 
 /// A schedule table that [`ForwardProcess`] keeps on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,12 +179,29 @@ impl<B: Backend> ForwardProcess<B> {
         t: Tensor<B, 1, Int>,
     ) -> Posterior<B, D> {
         check_batch(&x_t, &t);
-        let c1: Tensor<B, D> = self.gather(Table::PosteriorMeanCoef1, t.clone());
-        let c2: Tensor<B, D> = self.gather(Table::PosteriorMeanCoef2, t.clone());
+        let c1 = Coef::PerSample(self.gather(Table::PosteriorMeanCoef1, t.clone()));
+        let c2 = Coef::PerSample(self.gather(Table::PosteriorMeanCoef2, t.clone()));
         Posterior {
-            mean: x_0 * c1 + x_t * c2,
+            mean: posterior_mean(&c1, &c2, x_0, x_t),
             variance: self.gather(Table::PosteriorVariance, t.clone()),
             log_variance: self.gather(Table::PosteriorLogVarianceClipped, t),
+        }
+    }
+
+    /// The coefficients of the reverse step at each sample's t, for
+    /// [`crate::p_mean_variance`] (consecutive steps: the schedule's tables).
+    pub fn reverse_coefficients<const D: usize>(
+        &self,
+        t: Tensor<B, 1, Int>,
+    ) -> ReverseCoefficients<B, D> {
+        let per_sample = |table| Coef::PerSample(self.gather(table, t.clone()));
+        ReverseCoefficients {
+            level: self.noise_level(t.clone()),
+            mean_coef1: per_sample(Table::PosteriorMeanCoef1),
+            mean_coef2: per_sample(Table::PosteriorMeanCoef2),
+            log_posterior_variance: per_sample(Table::PosteriorLogVarianceClipped),
+            fixed_large_log_variance: per_sample(Table::FixedLargeLogVariance),
+            log_beta: Coef::PerSample(self.gather::<D>(Table::Betas, t.clone()).log()),
         }
     }
 

@@ -17,7 +17,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use burn::tensor::{Tensor, backend::Backend};
-use ddpm_schedule::{SamplingConfig, SchedulerClass, TimestepSpacing};
+use ddpm_forward::split_model_output;
+use ddpm_schedule::{SamplingConfig, SchedulerClass, TimestepSpacing, VarianceType};
 use serde::{Deserialize, Serialize};
 
 use crate::{
@@ -329,10 +330,10 @@ impl<B: Backend, S: Sampler<B>> Sampler<B> for DropVarianceChannels<S> {
         x_t: Tensor<B, 4>,
         noise: Option<Tensor<B, 4>>,
     ) -> StepOutput<B> {
-        let channels = x_t.dims()[1];
         crate::sampler::check_shapes(&model_output, &x_t, noise.as_ref(), 2);
-        self.0
-            .step(model_output.narrow(1, 0, channels), t, x_t, noise)
+        let (prediction, _) =
+            split_model_output(VarianceType::Learned, model_output, x_t.dims()[1]);
+        self.0.step(prediction, t, x_t, noise)
     }
 }
 
@@ -340,7 +341,7 @@ impl<B: Backend, S: Sampler<B>> Sampler<B> for DropVarianceChannels<S> {
 mod tests {
     use super::*;
     use burn::backend::Flex;
-    use ddpm_schedule::{PredictionType, VarianceType};
+    use ddpm_schedule::PredictionType;
 
     type B = Flex;
 
@@ -468,9 +469,11 @@ mod tests {
 
     #[test]
     fn a_learned_variance_doubles_the_channels_of_every_sampler() {
-        let mut c = SamplingConfig::default();
-        c.variance_type = VarianceType::LearnedRange;
-        c.prediction_type = PredictionType::Epsilon;
+        let c = SamplingConfig {
+            variance_type: VarianceType::LearnedRange,
+            prediction_type: PredictionType::Epsilon,
+            ..Default::default()
+        };
         for kind in SamplerKind::ALL {
             let (_, mut s) = build(
                 &c,

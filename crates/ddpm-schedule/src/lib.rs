@@ -36,7 +36,8 @@ pub use diffusers::{
 };
 pub use error::ScheduleError;
 pub use noise_schedule::{
-    NoiseSchedule, NoiseScheduleConfig, PosteriorCoefficients, ZERO_SNR_ALPHA_BAR_T,
+    NoiseSchedule, NoiseScheduleConfig, PosteriorCoefficients, ReverseStepCoefficients,
+    ZERO_SNR_ALPHA_BAR_T,
 };
 pub use parameterization::{PredictionType, VarianceType};
 pub use timesteps::{TimestepSpacing, custom_timesteps, dpm_solver_timesteps, inference_timesteps};

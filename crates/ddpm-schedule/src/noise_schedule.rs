@@ -79,18 +79,47 @@ pub struct PosteriorCoefficients {
 }
 
 impl PosteriorCoefficients {
-    /// Coefficients for the step from ᾱ_t = `alpha_bar_t` back to ᾱ_prev = `alpha_bar_prev`.
+    /// Coefficients for the step from ᾱ_t = `alpha_bar_t` back to ᾱ_prev = `alpha_bar_prev`,
+    /// with β'_t = 1 − ᾱ_t/ᾱ_prev.
     pub fn new(alpha_bar_t: f64, alpha_bar_prev: f64) -> Self {
-        let beta = 1.0 - alpha_bar_t / alpha_bar_prev;
-        let alpha = alpha_bar_t / alpha_bar_prev;
+        Self::from_beta(
+            1.0 - alpha_bar_t / alpha_bar_prev,
+            alpha_bar_t,
+            alpha_bar_prev,
+        )
+    }
+
+    /// Coefficients from β'_t itself (for consecutive steps the schedule's β_t, which does not
+    /// cancel at small t as 1 − ᾱ_t/ᾱ_{t−1} does, as in the original code).
+    pub fn from_beta(beta: f64, alpha_bar_t: f64, alpha_bar_prev: f64) -> Self {
         let one_minus_ab = 1.0 - alpha_bar_t;
         Self {
             mean_coef1: alpha_bar_prev.sqrt() * beta / one_minus_ab,
-            mean_coef2: alpha.sqrt() * (1.0 - alpha_bar_prev) / one_minus_ab,
+            mean_coef2: (1.0 - beta).sqrt() * (1.0 - alpha_bar_prev) / one_minus_ab,
             variance: (1.0 - alpha_bar_prev) / one_minus_ab * beta,
             beta,
         }
     }
+}
+
+/// Everything one reverse step p_θ(x_prev | x_t) needs from the schedule, on the host: ᾱ_t, the
+/// posterior coefficients, and the log variances of the fixed and learned-range choices
+/// (Ho et al. 2020, Eq. 7 and §3.2; Nichol & Dhariwal 2021, Eq. 15). Built by
+/// [`NoiseSchedule::reverse_step`]; `ddpm-forward`'s `p_mean_variance` reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReverseStepCoefficients {
+    /// ᾱ_t.
+    pub alpha_bar: f64,
+    /// μ̃'s coefficients, β̃ and β' of the step.
+    pub posterior: PosteriorCoefficients,
+    /// log β̃: clipped (log β̃₂ at t = 1) for consecutive steps, log max(β̃', 10⁻²⁰) for
+    /// strided ones (diffusers' clamp). σ² of `fixed_small`, lower end of `learned_range`.
+    pub log_posterior_variance: f64,
+    /// log σ² of `fixed_large`: log β_t (log β̃₂ at t = 1, the original code), log β' when
+    /// strided.
+    pub fixed_large_log_variance: f64,
+    /// log β_t (log β' when strided): the upper end of `learned_range`.
+    pub log_beta: f64,
 }
 
 /// β₁..β_T and every derived table, all `f64` (Ho et al. 2020, §2 and Eqs. 4, 6, 7).
@@ -179,12 +208,11 @@ impl NoiseSchedule {
         let mut posterior_mean_coef1 = Vec::with_capacity(t);
         let mut posterior_mean_coef2 = Vec::with_capacity(t);
         for i in 0..t {
-            // Consecutive steps: written with β_t itself, as the original code does, so that
-            // β'_t = 1 − ᾱ_t/ᾱ_{t−1} does not cancel at small t.
-            let (ab, ab_prev, beta) = (alpha_bar[i], alpha_bar_prev[i], betas[i]);
-            posterior_variance.push(beta * (1.0 - ab_prev) / (1.0 - ab));
-            posterior_mean_coef1.push(beta * ab_prev.sqrt() / (1.0 - ab));
-            posterior_mean_coef2.push((1.0 - ab_prev) * alphas[i].sqrt() / (1.0 - ab));
+            // Consecutive steps: from β_t itself (no cancellation at small t).
+            let p = PosteriorCoefficients::from_beta(betas[i], alpha_bar[i], alpha_bar_prev[i]);
+            posterior_variance.push(p.variance);
+            posterior_mean_coef1.push(p.mean_coef1);
+            posterior_mean_coef2.push(p.mean_coef2);
         }
         // log β̃ with the first entry (β̃₁ = 0) replaced by log β̃₂, as the original code does.
         // NOTE: with T = 1 there is no β̃₂; we use log β₁ (the fixed_large value) instead.
@@ -359,6 +387,41 @@ impl NoiseSchedule {
         let ab_prev = prev.map_or(1.0, |p| self.alpha_bar[p]);
         PosteriorCoefficients::new(self.alpha_bar[t], ab_prev)
     }
+
+    /// The reverse step from timestep `t` to `prev` (0-based; `None`: to the data). A
+    /// consecutive step (`prev = t − 1`, or t = 0 to the data) reads the tables above, so it
+    /// equals what training and the likelihood use; a strided one recomputes β' over the
+    /// skipped steps ([`NoiseSchedule::posterior_between`]).
+    ///
+    /// # Panics
+    /// If `t` or `prev` is ≥ T (a programmer error: timesteps come from validated lists).
+    pub fn reverse_step(&self, t: usize, prev: Option<usize>) -> ReverseStepCoefficients {
+        if prev == t.checked_sub(1) {
+            let beta = self.betas[t];
+            ReverseStepCoefficients {
+                alpha_bar: self.alpha_bar[t],
+                posterior: PosteriorCoefficients {
+                    mean_coef1: self.posterior_mean_coef1[t],
+                    mean_coef2: self.posterior_mean_coef2[t],
+                    variance: self.posterior_variance[t],
+                    beta,
+                },
+                log_posterior_variance: self.posterior_log_variance_clipped[t],
+                fixed_large_log_variance: self.fixed_large_log_variance[t],
+                log_beta: beta.ln(),
+            }
+        } else {
+            let posterior = self.posterior_between(t, prev);
+            ReverseStepCoefficients {
+                alpha_bar: self.alpha_bar[t],
+                posterior,
+                // diffusers clamps at 1e-20 (β̃' = 0 only for a step to the data).
+                log_posterior_variance: posterior.variance.max(1e-20).ln(),
+                fixed_large_log_variance: posterior.beta.ln(),
+                log_beta: posterior.beta.ln(),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -417,6 +480,20 @@ mod tests {
         }
         let p = s.posterior_between(0, None);
         assert_eq!(p.variance, 0.0);
+        // reverse_step: tables for consecutive steps (t = 0 to the data included), β' else.
+        let r = s.reverse_step(500, Some(499));
+        assert_eq!(r.posterior.mean_coef1, s.posterior_mean_coef1()[500]);
+        assert_eq!(
+            r.log_posterior_variance,
+            s.posterior_log_variance_clipped()[500]
+        );
+        assert_eq!(r.fixed_large_log_variance, s.betas()[500].ln());
+        let r = s.reverse_step(0, None);
+        assert_eq!(r.log_posterior_variance, s.posterior_variance()[1].ln());
+        let r = s.reverse_step(600, Some(10));
+        let beta = 1.0 - s.alpha_bar()[600] / s.alpha_bar()[10];
+        assert!((r.log_beta - beta.ln()).abs() < 1e-12);
+        assert_eq!(r.fixed_large_log_variance, r.log_beta);
     }
 
     #[test]
