@@ -14,15 +14,24 @@ use ddpm::prelude::*;
 type B = ddpm_examples::Backend;
 
 /// The tiny diffusers `UNet2DModel` the CLI tests use (random weights: the grid is noise-like).
-const TINY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../crates/ddpm-cli/tests/fixtures/unet_tiny");
+const TINY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../crates/ddpm-cli/tests/fixtures/unet_tiny"
+);
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let model = args.next().unwrap_or_else(|| TINY.into());
-    let out = args.next().unwrap_or_else(|| "sample_pretrained.png".into());
+    let out = args
+        .next()
+        .unwrap_or_else(|| "sample_pretrained.png".into());
 
     let pipe = Pipeline::<B>::from_dir(&model, &Default::default())?;
-    let samples = pipe.sampler(SamplerKind::Ddim).steps(20).seed(0).sample(4)?;
+    let samples = pipe
+        .sampler(SamplerKind::Ddim)
+        .steps(20)
+        .seed(0)
+        .sample(4)?;
     samples.save_grid(&out)?;
     println!("wrote {out}");
     Ok(())

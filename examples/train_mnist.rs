@@ -57,7 +57,11 @@ fn main() -> Result<()> {
     // 4. Sample 64 digits from the run (EMA weights of its newest checkpoint, with the run's
     //    noise schedule) with DDIM, 50 steps, and save a grid.
     let pipe = Pipeline::<Device>::from_dir(&out, &device)?;
-    let samples = pipe.sampler(SamplerKind::Ddim).steps(50).seed(0).sample(64)?;
+    let samples = pipe
+        .sampler(SamplerKind::Ddim)
+        .steps(50)
+        .seed(0)
+        .sample(64)?;
     samples.save_grid(std::path::Path::new(&out).join("samples_64.png"))?;
     println!("wrote {out}/samples_64.png");
     Ok(())

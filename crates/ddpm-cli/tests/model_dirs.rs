@@ -114,9 +114,20 @@ fn runs_checkpoints_and_conversions_keep_the_schedule() {
         assert!(out.contains("with its scheduler_config.json"), "{out}");
         let config = std::fs::read_to_string(dst.join("scheduler_config.json")).unwrap();
         assert!(config.contains("squaredcos_cap_v2"), "{config}");
-        assert_eq!(sample(&dst, &dir.join(format!("{name}.png")), &[]), from_run);
+        assert_eq!(
+            sample(&dst, &dir.join(format!("{name}.png")), &[]),
+            from_run
+        );
     }
-    let e = ddpm(&["convert", TINY, s(&dir.join("x")), "--to", "burn", "--weights", "raw"]);
+    let e = ddpm(&[
+        "convert",
+        TINY,
+        s(&dir.join("x")),
+        "--to",
+        "burn",
+        "--weights",
+        "raw",
+    ]);
     assert!(!e.status.success());
     assert!(String::from_utf8_lossy(&e.stderr).contains("applies to training runs"));
     let _ = std::fs::remove_dir_all(dir);

@@ -276,7 +276,11 @@ fn cli_samples(dir: &Path, name: &str, args: &[&str]) -> Vec<u32> {
     let mut all = args.to_vec();
     all.extend(["--output", s(&grid), "--save-tensor", s(&tensor)]);
     ok(&ddpm(&all));
-    read_samples(&tensor).1.iter().map(|v| v.to_bits()).collect()
+    read_samples(&tensor)
+        .1
+        .iter()
+        .map(|v| v.to_bits())
+        .collect()
 }
 
 #[test]
@@ -302,7 +306,16 @@ fn cli_gives_the_pipelines_samples_at_every_batch_size() {
         .iter()
         .map(|v| v.to_bits())
         .collect();
-    let common = ["--sampler", "ddpm", "--steps", "4", "--num-samples", "3", "--seed", "5"];
+    let common = [
+        "--sampler",
+        "ddpm",
+        "--steps",
+        "4",
+        "--num-samples",
+        "3",
+        "--seed",
+        "5",
+    ];
     for batch in ["1", "3"] {
         let mut args = common.to_vec();
         args.extend(["--batch-size", batch]);
@@ -317,14 +330,33 @@ fn cli_gives_the_pipelines_samples_at_every_batch_size() {
 fn output_format_follows_the_extension() {
     let dir = tmp("format");
     let jpg = dir.join("grid.jpg");
-    ok(&ddpm(&["--sampler", "ddim", "--steps", "2", "--num-samples", "2", "--output", s(&jpg)]));
+    ok(&ddpm(&[
+        "--sampler",
+        "ddim",
+        "--steps",
+        "2",
+        "--num-samples",
+        "2",
+        "--output",
+        s(&jpg),
+    ]));
     let bytes = std::fs::read(&jpg).unwrap();
     assert_eq!(&bytes[..3], &[0xFF, 0xD8, 0xFF], "not a JPEG");
     assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 2 * 18 + 2);
     // An unknown extension is refused before sampling, naming what is accepted.
     let bmp = dir.join("grid.bmp");
-    let e = err(&ddpm(&["--steps", "2", "--num-samples", "1", "--output", s(&bmp)]));
-    assert!(e.contains("grid.bmp") && e.contains(".png, .jpg or .jpeg"), "{e}");
+    let e = err(&ddpm(&[
+        "--steps",
+        "2",
+        "--num-samples",
+        "1",
+        "--output",
+        s(&bmp),
+    ]));
+    assert!(
+        e.contains("grid.bmp") && e.contains(".png, .jpg or .jpeg"),
+        "{e}"
+    );
     assert!(!e.contains("sampler,"), "sampled before refusing: {e}");
     assert!(!bmp.exists());
 }
@@ -332,7 +364,14 @@ fn output_format_follows_the_extension() {
 #[test]
 fn weights_on_a_diffusers_dir_is_an_error() {
     let dir = tmp("weights");
-    let e = err(&ddpm(&["--weights", "raw", "--steps", "2", "--output", s(&dir.join("g.png"))]));
+    let e = err(&ddpm(&[
+        "--weights",
+        "raw",
+        "--steps",
+        "2",
+        "--output",
+        s(&dir.join("g.png")),
+    ]));
     assert!(
         e.contains("--weights raw applies to training runs") && e.contains("unet_tiny"),
         "{e}"
@@ -357,7 +396,10 @@ fn non_finite_init_noise_is_refused() {
         "--output",
         s(&out),
     ]));
-    assert!(e.contains("init noise (x_T) holds non-finite values"), "{e}");
+    assert!(
+        e.contains("init noise (x_T) holds non-finite values"),
+        "{e}"
+    );
     assert!(!out.exists());
 }
 
@@ -384,12 +426,19 @@ fn a_full_disk_fails_loudly_and_keeps_the_previous_files() {
     let mut args = quick.to_vec();
     args.extend(["--output", "/dev/full"]);
     let e = err(&ddpm(&args));
-    assert!(e.contains("/dev/full") && e.contains("No space left on device"), "{e}");
+    assert!(
+        e.contains("/dev/full") && e.contains("No space left on device"),
+        "{e}"
+    );
     assert!(!e.contains("wrote"), "{e}");
 
     // A previous grid, tensor and per-sample PNG survive a failed overwrite, and no partial
     // file is left under any name.
-    let (grid, tensor, each) = (dir.join("grid.png"), dir.join("s.safetensors"), dir.join("each"));
+    let (grid, tensor, each) = (
+        dir.join("grid.png"),
+        dir.join("s.safetensors"),
+        dir.join("each"),
+    );
     std::fs::create_dir_all(&each).unwrap();
     let old = b"previous contents".to_vec();
     for p in [&grid, &tensor, &each.join("sample_00000.png")] {

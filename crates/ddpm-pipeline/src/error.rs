@@ -49,7 +49,9 @@ pub enum PipelineError {
         dir: PathBuf,
     },
     /// A diffusers pipeline whose U-Net is not an unconditional `UNet2DModel`.
-    #[error("{path}: the pipeline's unet is {found}; only UNet2DModel (unconditional DDPM) is supported")]
+    #[error(
+        "{path}: the pipeline's unet is {found}; only UNet2DModel (unconditional DDPM) is supported"
+    )]
     UnsupportedPipeline {
         /// The `model_index.json`.
         path: PathBuf,
@@ -96,7 +98,9 @@ pub enum PipelineError {
         meaning: &'static str,
     },
     /// A tensor given as input holds NaN or infinite values.
-    #[error("{what} holds non-finite values (NaN or ±inf) at {count} of {len} positions, the first at flat index {first}")]
+    #[error(
+        "{what} holds non-finite values (NaN or ±inf) at {count} of {len} positions, the first at flat index {first}"
+    )]
     NonFiniteInput {
         /// Which input.
         what: &'static str,
@@ -128,7 +132,9 @@ pub enum PipelineError {
         end_sample: usize,
     },
     /// The cancellation flag was raised.
-    #[error("sampling cancelled before step {step} of {num_steps} of the batch of samples {first_sample}..{end_sample}")]
+    #[error(
+        "sampling cancelled before step {step} of {num_steps} of the batch of samples {first_sample}..{end_sample}"
+    )]
     Cancelled {
         /// The 1-based step that was not run.
         step: usize,
@@ -140,7 +146,9 @@ pub enum PipelineError {
         end_sample: usize,
     },
     /// Samples with a channel count that has no image form.
-    #[error("cannot make images of {channels}-channel samples (1 = gray or 3 = RGB); save the tensor instead")]
+    #[error(
+        "cannot make images of {channels}-channel samples (1 = gray or 3 = RGB); save the tensor instead"
+    )]
     ImageChannels {
         /// The channel count.
         channels: usize,

@@ -231,7 +231,10 @@ impl ModelDir {
     /// [`PipelineError::MissingSchedulerConfig`] for a training checkpoint whose schedule is
     /// nowhere to be found; [`PipelineError::UnsupportedPipeline`] for a diffusers pipeline whose
     /// `unet` is not a `UNet2DModel`.
-    pub fn resolve(path: impl AsRef<Path>, weights: Option<Weights>) -> Result<Self, PipelineError> {
+    pub fn resolve(
+        path: impl AsRef<Path>,
+        weights: Option<Weights>,
+    ) -> Result<Self, PipelineError> {
         let given = path.as_ref().to_path_buf();
         let dir = if given.is_file() {
             given
@@ -249,10 +252,8 @@ impl ModelDir {
         let resolved = if dir.join(STATE_FILE).is_file() {
             Self::training(given, ModelLayout::TrainingCheckpoint, dir.clone(), weights)?
         } else if dir.join(TRAIN_CONFIG_FILE).is_file() {
-            let checkpoint =
-                latest_checkpoint(&dir)?.ok_or_else(|| PipelineError::NoCheckpoint {
-                    dir: dir.clone(),
-                })?;
+            let checkpoint = latest_checkpoint(&dir)?
+                .ok_or_else(|| PipelineError::NoCheckpoint { dir: dir.clone() })?;
             Self::training(given, ModelLayout::TrainingRun, checkpoint, weights)?
         } else if dir.join(MODEL_INDEX_FILE).is_file() || is_unnamed_pipeline(&dir) {
             check_model_index(&dir)?;
@@ -461,7 +462,10 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("ddpm-pipeline-layout-{name}-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "ddpm-pipeline-layout-{name}-{}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         dir
@@ -495,7 +499,11 @@ mod tests {
         // its unet/ alone finds the sibling scheduler/
         let m = ModelDir::resolve(pipe.join("unet"), None).unwrap();
         assert_eq!(m.layout(), ModelLayout::DiffusersUnet);
-        assert!(m.scheduler_config_path().unwrap().ends_with("scheduler/scheduler_config.json"));
+        assert!(
+            m.scheduler_config_path()
+                .unwrap()
+                .ends_with("scheduler/scheduler_config.json")
+        );
 
         // training run with two checkpoints: the newest one, its own schedule
         let run = root.join("run");
@@ -517,12 +525,18 @@ mod tests {
         let m = ModelDir::resolve(checkpoint_dir(&run, 5), Some(Weights::Raw)).unwrap();
         assert_eq!(m.layout(), ModelLayout::TrainingCheckpoint);
         assert_eq!(m.weights(), Some(Weights::Raw));
-        assert_eq!(m.scheduler_config_path().unwrap(), run.join(SCHEDULER_CONFIG_FILE));
+        assert_eq!(
+            m.scheduler_config_path().unwrap(),
+            run.join(SCHEDULER_CONFIG_FILE)
+        );
         // ... but copied out of its run it has no schedule: an error, not the paper's default
         let lone = root.join("lone");
         touch(&lone.join(STATE_FILE));
         let e = ModelDir::resolve(&lone, None).unwrap_err();
-        assert!(matches!(e, PipelineError::MissingSchedulerConfig { .. }), "{e}");
+        assert!(
+            matches!(e, PipelineError::MissingSchedulerConfig { .. }),
+            "{e}"
+        );
         let _ = std::fs::remove_dir_all(root);
     }
 
@@ -537,7 +551,10 @@ mod tests {
         let unet = root.join("unet_only");
         touch(&unet.join(DIFFUSERS_CONFIG));
         let e = ModelDir::resolve(&unet, Some(Weights::Raw)).unwrap_err();
-        assert!(matches!(e, PipelineError::WeightsNotApplicable { .. }), "{e}");
+        assert!(
+            matches!(e, PipelineError::WeightsNotApplicable { .. }),
+            "{e}"
+        );
         assert!(e.to_string().contains("raw"), "{e}");
         // a run without checkpoints
         let run = root.join("run");

@@ -125,7 +125,10 @@ impl<B: Backend> Pipeline<B> {
     ///
     /// # Errors
     /// [`PipelineError::Schedule`] naming the file and key.
-    pub fn with_scheduler_config_file(mut self, path: impl AsRef<Path>) -> Result<Self, PipelineError> {
+    pub fn with_scheduler_config_file(
+        mut self,
+        path: impl AsRef<Path>,
+    ) -> Result<Self, PipelineError> {
         let loaded = SamplingConfig::load(path.as_ref())?;
         self.config = loaded.config;
         self.source = SchedulerSource::File(path.as_ref().to_path_buf());

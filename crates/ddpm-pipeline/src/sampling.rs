@@ -116,7 +116,10 @@ impl<B: Backend> std::fmt::Debug for Sampling<'_, B> {
             .field("seed", &self.seed)
             .field("batch_size", &self.batch_size)
             .field("init_noise", &self.init_noise.as_ref().map(Tensor::dims))
-            .field("noise_replay", &self.noise_replay.as_ref().map(Tensor::dims))
+            .field(
+                "noise_replay",
+                &self.noise_replay.as_ref().map(Tensor::dims),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -372,7 +375,9 @@ impl<'a, B: Backend> Sampling<'a, B> {
             }
             let mut noise = match &self.noise_replay {
                 Some(z) => NoiseSource::replay(z.clone().narrow(1, start, b)),
-                None => NoiseSource::per_sample((start..start + b).map(|i| step_noise_seed(self.seed, i))),
+                None => NoiseSource::per_sample(
+                    (start..start + b).map(|i| step_noise_seed(self.seed, i)),
+                ),
             };
             let progress = |step: usize, t: usize| Progress {
                 batch,

@@ -25,6 +25,7 @@ use ddpm_unet::UnetConfig;
 use serde::{Deserialize, Serialize};
 
 pub use ddpm_pipeline::Weights;
+use ddpm_pipeline::layout::{CHECKPOINT_UNET_CONFIG, SCHEDULER_CONFIG_FILE, STATE_FILE};
 pub use ddpm_pipeline::layout::{
     CHECKPOINTS_DIR, TRAIN_CONFIG_FILE, checkpoint_dir, is_training_output, latest_checkpoint,
     list_checkpoints,
@@ -32,7 +33,6 @@ pub use ddpm_pipeline::layout::{
 pub(crate) use ddpm_pipeline::layout::{
     EMA_RECORD, MODEL_RECORD, OPTIMIZER_RECORD, checkpoint_recorder as recorder,
 };
-use ddpm_pipeline::layout::{CHECKPOINT_UNET_CONFIG, SCHEDULER_CONFIG_FILE, STATE_FILE};
 
 use crate::error::io;
 use crate::{TrainConfig, TrainError};

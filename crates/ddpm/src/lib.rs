@@ -91,6 +91,8 @@ pub mod prelude {
     pub use ddpm_data::{BatchIterConfig, DataSpec, Dataset, ImageSize, LoadOptions};
     pub use ddpm_forward::{ForwardProcess, NoiseLevel, Posterior};
     pub use ddpm_loss::{BpdConfig, LossWeighting, SimpleLossConfig, VlbConfig};
+    #[cfg(feature = "pipeline")]
+    pub use ddpm_pipeline::{ModelDir, Pipeline, SamplerKind, Samples, Weights};
     pub use ddpm_sampler::{
         DdimSamplerConfig, DdpmSamplerConfig, Denoiser, DpmSolverConfig, NoiseSource, Sampler,
         sample_loop,
@@ -99,8 +101,6 @@ pub mod prelude {
         BetaSchedule, NoiseSchedule, NoiseScheduleConfig, PredictionType, SamplingConfig,
         TimestepSpacing, VarianceType, inference_timesteps,
     };
-    #[cfg(feature = "pipeline")]
-    pub use ddpm_pipeline::{ModelDir, Pipeline, SamplerKind, Samples, Weights};
     #[cfg(feature = "train")]
     pub use ddpm_train::{TrainConfig, Trainer};
     pub use ddpm_unet::{Unet, UnetConfig};

@@ -12,8 +12,8 @@ use burn::module::{Module, ModuleMapper, Param};
 use burn::tensor::{Int, Tensor, TensorData};
 use ddpm::pipeline::layout::{SCHEDULER_CONFIG_FILE, checkpoint_dir};
 use ddpm::pipeline::{PipelineError, SamplerOverrides, step_noise_seed};
-use ddpm::sampler::sampler_from_config;
 use ddpm::prelude::*;
+use ddpm::sampler::sampler_from_config;
 use ddpm::schedule::SchedulerClass;
 use ddpm::unet::BlockType;
 
@@ -23,7 +23,10 @@ const TINY: &str = concat!(
 );
 
 fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ddpm-facade-pipeline-{name}-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "ddpm-facade-pipeline-{name}-{}",
+        std::process::id()
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -79,8 +82,7 @@ fn pipeline_equals_a_hand_built_sample_loop_at_every_batch_size() {
         let mut noise = NoiseSource::per_sample((0..n).map(|i| step_noise_seed(seed, i)));
         let unet = pipe.unet();
         let model = |x: Tensor<Flex, 4>, t: Tensor<Flex, 1, Int>| unet.forward(x, t);
-        let by_hand =
-            sample_loop(sampler.as_mut(), &model, x_t, &mut noise, |_| {}, None).unwrap();
+        let by_hand = sample_loop(sampler.as_mut(), &model, x_t, &mut noise, |_| {}, None).unwrap();
         let by_hand = values(&by_hand);
         assert!(by_hand.iter().all(|b| f32::from_bits(*b).is_finite()));
 
@@ -204,7 +206,12 @@ fn a_checkpoint_dir_of_a_cosine_run_samples_exactly_like_the_run() {
             path.display(),
             pipe.scheduler_config().schedule
         );
-        let s = pipe.sampler(SamplerKind::Ddim).steps(5).seed(3).sample(2).unwrap();
+        let s = pipe
+            .sampler(SamplerKind::Ddim)
+            .steps(5)
+            .seed(3)
+            .sample(2)
+            .unwrap();
         values(s.tensor())
     };
     let from_run = draw(&run);
@@ -223,12 +230,20 @@ fn a_checkpoint_dir_of_a_cosine_run_samples_exactly_like_the_run() {
     // ... and one out of its run without the file is refused, not sampled with linear β.
     std::fs::remove_file(copy.join(SCHEDULER_CONFIG_FILE)).unwrap();
     let e = Pipeline::<Flex>::from_dir(&copy, &device).unwrap_err();
-    assert!(matches!(e, PipelineError::MissingSchedulerConfig { .. }), "{e}");
+    assert!(
+        matches!(e, PipelineError::MissingSchedulerConfig { .. }),
+        "{e}"
+    );
     // The linear schedule gives other samples: the comparisons above can fail.
     let linear = Pipeline::<Flex>::from_dir(&run, &device)
         .unwrap()
         .with_scheduler_config(SamplingConfig::default());
-    let s = linear.sampler(SamplerKind::Ddim).steps(5).seed(3).sample(2).unwrap();
+    let s = linear
+        .sampler(SamplerKind::Ddim)
+        .steps(5)
+        .seed(3)
+        .sample(2)
+        .unwrap();
     assert_ne!(values(s.tensor()), from_run);
     let _ = std::fs::remove_dir_all(root);
 }
@@ -250,7 +265,10 @@ fn non_finite_init_noise_is_refused_naming_it() {
     assert!(matches!(e, PipelineError::NonFiniteInput { .. }), "{e}");
     let msg = e.to_string();
     assert!(msg.contains("init noise (x_T)"), "{msg}");
-    assert!(msg.contains("2 of 1536") && msg.contains("index 700"), "{msg}");
+    assert!(
+        msg.contains("2 of 1536") && msg.contains("index 700"),
+        "{msg}"
+    );
 }
 
 /// Multiplies every float parameter by `factor`.
@@ -278,9 +296,15 @@ fn a_model_that_goes_non_finite_fails_naming_the_step() {
         .batch_size(2)
         .sample(3)
         .unwrap_err();
-    assert!(matches!(e, PipelineError::NonFiniteSamples { step: 1, .. }), "{e}");
+    assert!(
+        matches!(e, PipelineError::NonFiniteSamples { step: 1, .. }),
+        "{e}"
+    );
     let msg = e.to_string();
-    assert!(msg.contains("step 1 of 4") && msg.contains("model output"), "{msg}");
+    assert!(
+        msg.contains("step 1 of 4") && msg.contains("model output"),
+        "{msg}"
+    );
     assert!(msg.contains("samples 0..2"), "{msg}");
 }
 

@@ -104,7 +104,8 @@ impl OnBackend for Task {
 pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
     ImageFileFormat::from_path(&args.output)?;
     let model = ModelDir::resolve(&args.unet, args.weights)?;
-    let mut pipe = Pipeline::<B>::load(&model, device).with_context(|| format!("loading {model}"))?;
+    let mut pipe =
+        Pipeline::<B>::load(&model, device).with_context(|| format!("loading {model}"))?;
     if let Some(path) = &args.scheduler {
         pipe = pipe.with_scheduler_config_file(path)?;
     }
