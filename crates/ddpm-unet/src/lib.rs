@@ -51,11 +51,14 @@ mod attention;
 mod config;
 mod diffusers_config;
 mod down;
+mod dropout;
 mod error;
 mod export;
 mod import;
+mod init;
 pub mod kernels;
 mod mid;
+mod precision;
 mod resnet;
 mod time_embedding;
 mod unet;
@@ -65,12 +68,15 @@ pub use attention::{Attention, AttentionConfig};
 pub use config::{BlockType, PRESET_NAMES, UnetConfig};
 pub use diffusers_config::DiffusersUnetConfig;
 pub use down::{DownBlock2d, DownBlock2dConfig, Downsample2d, Downsample2dConfig};
+pub use dropout::SeededDropout;
 pub use error::{ImportError, UnetError};
 pub use import::{
     DIFFUSERS_BIN, DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS, ModelFormat, NATIVE_CONFIG,
     NATIVE_WEIGHTS, read_config, read_diffusers_config,
 };
+pub use init::{DEFAULT_INIT_SEED, ParamInit};
 pub use mid::{MidBlock2d, MidBlock2dConfig};
+pub use precision::Precision;
 pub use resnet::{ResnetBlock2d, ResnetBlock2dConfig};
 pub use time_embedding::{TimestepEmbedding, TimestepEmbeddingConfig, timestep_embedding};
 pub use unet::{Unet, UnetIntermediates};
