@@ -7,7 +7,7 @@
 #   DEVICE=vulkan TORCH=0 PRESET=tiny BATCHES=2 scripts/gpu_check.sh   # every step on lavapipe
 #
 # Steps (each under what is left of the time limit; the first failure stops the script):
-#   1. cargo build --release: the `ddpm` binary and the GPU test set with feature $DEVICE;
+#   1. cargo build (release profile) of the `ddpm` binary and the GPU test set, feature $DEVICE;
 #   2. the GPU test set (crates/ddpm-gpu-tests: diffusers parity, DDIM/DDPM loops, training vs
 #      Flex within 1e-3, checkpoints, f16/bf16 deviation) on the device;
 #   3. for each batch in $BATCHES: `ddpm bench` forward and train step in f32, forward in f16,
@@ -90,20 +90,25 @@ status=0
 
 step "build: ddpm and the GPU test set, --release --features $DEVICE"
 cd "$ROOT"
-limited cargo build --release --locked -p ddpm-cli --features "$DEVICE"
-limited cargo test --release --locked -p ddpm-gpu-tests --features "$DEVICE" --no-run
+# One feature set for both packages, so Burn is compiled once; `--no-run` also builds the
+# `ddpm` binary (ddpm-cli's tests need it) into target/release.
+cargo_gpu=(--release --locked -p ddpm-gpu-tests -p ddpm-cli
+           --features "ddpm-gpu-tests/$DEVICE,ddpm-cli/$DEVICE")
+limited cargo test "${cargo_gpu[@]}" --no-run
 DDPM="$ROOT/target/release/ddpm"
+[[ -x "$DDPM" ]] || { echo "gpu_check: $DDPM was not built" >&2; exit 1; }
 
 step "GPU test set on $DEVICE"
 tests="passed"
-if ! limited cargo test --release --locked -p ddpm-gpu-tests --features "$DEVICE" -- --nocapture \
-    2>&1 | tee "$OUT/gpu_tests.log"; then
+set +e
+limited cargo test "${cargo_gpu[@]}" --test gpu -- --nocapture 2>&1 | tee "$OUT/gpu_tests.log"
+rc=${PIPESTATUS[0]}
+set -e
+(( rc != 124 )) || { echo "gpu_check: TIME_LIMIT=$TIME_LIMIT s reached in the GPU tests" >&2; exit 124; }
+if (( rc != 0 )) || ! grep -q "test result: ok" "$OUT/gpu_tests.log"; then
   tests="FAILED (see $OUT/gpu_tests.log)"
   status=1
 fi
-# `limited` inside a pipeline cannot exit the script: recheck the limit and the test status.
-(( $(left) > 0 )) || { echo "gpu_check: TIME_LIMIT reached" >&2; exit 124; }
-grep -q "test result: ok" "$OUT/gpu_tests.log" || { tests="FAILED (see $OUT/gpu_tests.log)"; status=1; }
 
 step "ddpm bench smoke test (tiny, every mode)"
 limited "$DDPM" bench --device "$DEVICE" --preset tiny --batch 2 --steps 2 --warmup 0 --repeats 1 \
