@@ -49,7 +49,7 @@ fn bench_model(c: &mut Criterion, name: &str, config: UnetConfig) {
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5));
 
-    let unet = config.try_init::<B>(&device).expect("valid preset");
+    let unet = config.init::<B>(&device).expect("valid preset");
     for batch in [1, 8] {
         let (x, t, _) = inputs::<B>(&config, batch, &device);
         group.bench_function(format!("forward_b{batch}"), |b| {
@@ -57,7 +57,7 @@ fn bench_model(c: &mut Criterion, name: &str, config: UnetConfig) {
         });
     }
 
-    let mut model = Some(config.try_init::<Ad>(&device).expect("valid preset"));
+    let mut model = Some(config.init::<Ad>(&device).expect("valid preset"));
     let mut optim = AdamConfig::new().init();
     let (x, t, noise) = inputs::<Ad>(&config, 8, &device);
     group.bench_function("train_step_b8", |b| {

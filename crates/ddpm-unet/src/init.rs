@@ -27,7 +27,7 @@ use burn::tensor::{Shape, Tensor, TensorData};
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, SeedableRng};
 
-/// The seed [`UnetConfig::try_init`](crate::UnetConfig::try_init) and the blocks' `init` use
+/// The seed [`UnetConfig::init`](crate::UnetConfig::init) and the blocks' `init` use
 /// when the caller names none.
 pub const DEFAULT_INIT_SEED: u64 = 0;
 

@@ -10,7 +10,7 @@
 //! - [`Unet`]: `forward(x_t [batch, C, H, W], t [batch]) -> ε̂ [batch, out, H, W]`; trains under
 //!   `Autodiff<B>` (the loss of Eq. 14, L_simple = ‖ε − ε_θ(x_t, t)‖², lives in the loss crate);
 //!   dropout is active only under an autodiff backend.
-//! - Seeded, backend-independent initialisation: [`UnetConfig::try_init_seeded`] draws every
+//! - Seeded, backend-independent initialisation: [`UnetConfig::init_seeded`] draws every
 //!   weight on the host from one seed ([`ParamInit`], ChaCha8; PyTorch's and Burn's default
 //!   U(−1/√fan_in, 1/√fan_in)), and dropout masks come from a host seed too
 //!   ([`SeededDropout`], [`Unet::set_dropout_seed`]): a seed gives the same model and the same
@@ -35,7 +35,7 @@
 //! use ddpm_unet::UnetConfig;
 //!
 //! let device = Default::default();
-//! let unet = UnetConfig::tiny().try_init::<Flex>(&device)?;
+//! let unet = UnetConfig::tiny().init::<Flex>(&device)?;
 //! let x_t = Tensor::<Flex, 4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
 //! let t = Tensor::<Flex, 1, Int>::from_ints([10, 900], &device);
 //! let eps = unet.forward(x_t, t);

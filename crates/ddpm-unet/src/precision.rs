@@ -154,7 +154,7 @@ mod tests {
         use burn::tensor::{Int, TensorData};
         type B = burn::backend::Flex;
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<B>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<B>(&device).unwrap();
         assert_eq!(unet.precision(), Precision::F32);
         let x = Tensor::<B, 4>::from_data(
             TensorData::new(

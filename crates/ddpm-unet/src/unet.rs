@@ -25,14 +25,14 @@ use crate::up::{UpBlock2d, UpBlock2dConfig};
 
 impl UnetConfig {
     /// Validates the config and initializes a U-Net with random weights drawn from
-    /// [`DEFAULT_INIT_SEED`](crate::DEFAULT_INIT_SEED): [`UnetConfig::try_init_seeded`] with
+    /// [`DEFAULT_INIT_SEED`](crate::DEFAULT_INIT_SEED): [`UnetConfig::init_seeded`] with
     /// that seed.
     ///
     /// # Errors
     ///
     /// The [`UnetError`] of [`UnetConfig::validate`].
-    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<Unet<B>, UnetError> {
-        self.try_init_seeded(crate::DEFAULT_INIT_SEED, device)
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Unet<B>, UnetError> {
+        self.init_seeded(crate::DEFAULT_INIT_SEED, device)
     }
 
     /// Validates the config and initializes a U-Net whose weights and dropout masks derive from
@@ -43,7 +43,7 @@ impl UnetConfig {
     /// # Errors
     ///
     /// The [`UnetError`] of [`UnetConfig::validate`].
-    pub fn try_init_seeded<B: Backend>(
+    pub fn init_seeded<B: Backend>(
         &self,
         seed: u64,
         device: &B::Device,
@@ -100,18 +100,9 @@ impl UnetConfig {
             config: self.clone(),
         })
     }
-
-    /// Same as [`UnetConfig::try_init`], the name Burn users expect.
-    ///
-    /// # Errors
-    ///
-    /// The [`UnetError`] of [`UnetConfig::validate`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Unet<B>, UnetError> {
-        self.try_init(device)
-    }
 }
 
-/// The DDPM U-Net ε_θ(x_t, t), built by [`UnetConfig::try_init`] or imported with
+/// The DDPM U-Net ε_θ(x_t, t), built by [`UnetConfig::init`] or imported with
 /// [`Unet::from_diffusers`](crate::Unet::from_diffusers).
 #[derive(Module, Debug)]
 #[doc(alias = "UNet2DModel")]
@@ -342,7 +333,7 @@ mod tests {
     fn module_count_equals_config_count() {
         let device = Default::default();
         for config in [UnetConfig::tiny(), UnetConfig::mnist()] {
-            let unet = config.try_init::<TestBackend>(&device).unwrap();
+            let unet = config.init::<TestBackend>(&device).unwrap();
             assert_eq!(unet.num_params(), config.num_params());
             let counts = config.param_counts();
             for (i, block) in unet.down_blocks.iter().enumerate() {
@@ -373,16 +364,16 @@ mod tests {
     fn seed_alone_decides_the_weights() {
         let device = Default::default();
         let config = UnetConfig::tiny();
-        let a = params(&config.try_init_seeded::<TestBackend>(3, &device).unwrap());
-        let b = params(&config.try_init_seeded::<TestBackend>(3, &device).unwrap());
-        let c = params(&config.try_init_seeded::<TestBackend>(4, &device).unwrap());
+        let a = params(&config.init_seeded::<TestBackend>(3, &device).unwrap());
+        let b = params(&config.init_seeded::<TestBackend>(3, &device).unwrap());
+        let c = params(&config.init_seeded::<TestBackend>(4, &device).unwrap());
         assert_eq!(a.len(), config.num_params());
         assert_eq!(a, b);
         let same = a.iter().zip(&c).filter(|(x, y)| x == y).count();
         // Only the GroupNorm γ = 1, β = 0 (well under 2% of the values) agree.
         assert!(same < a.len() / 50, "{same} of {} values equal", a.len());
         // Conv weights of conv_in (3 → 32, 3×3) lie within ±1/√27.
-        let unet = config.try_init_seeded::<TestBackend>(3, &device).unwrap();
+        let unet = config.init_seeded::<TestBackend>(3, &device).unwrap();
         let w = unet
             .conv_in
             .weight
@@ -398,7 +389,7 @@ mod tests {
     #[test]
     fn output_shape() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([2, 3, 16, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([1, 999], &device);
         assert_eq!(unet.forward(x, t).dims(), [2, 3, 16, 16]);
@@ -412,7 +403,7 @@ mod tests {
     #[should_panic(expected = "expected x of shape [batch, 3, h, w] with h and w divisible by 2")]
     fn wrong_channels_panics() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([1, 1, 16, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([5], &device);
         unet.forward(x, t);
@@ -422,7 +413,7 @@ mod tests {
     #[should_panic(expected = "got [1, 3, 15, 16]")]
     fn odd_size_panics() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([1, 3, 15, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([5], &device);
         unet.forward(x, t);
@@ -432,7 +423,7 @@ mod tests {
     #[should_panic(expected = "expected timesteps of shape [2]")]
     fn wrong_timesteps_panics() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([2, 3, 16, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([5], &device);
         unet.forward(x, t);
@@ -443,7 +434,7 @@ mod tests {
         let device = Default::default();
         let err = UnetConfig::tiny()
             .with_block_out_channels(vec![30, 64])
-            .try_init::<TestBackend>(&device)
+            .init::<TestBackend>(&device)
             .unwrap_err();
         assert!(
             err.to_string().contains("`block_out_channels[0]` = 30"),

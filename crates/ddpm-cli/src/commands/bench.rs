@@ -262,7 +262,7 @@ fn bench_forward<B: Backend>(
     device: &B::Device,
 ) -> Result<Stats> {
     let unet = config
-        .try_init::<B>(device)?
+        .init::<B>(device)?
         .with_precision(args.precision)?;
     let (x, t) = inputs::<B>(config, batch, device);
     sync::<B>(device)?;
@@ -282,7 +282,7 @@ fn bench_train<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let mut model = Some(config.try_init::<Autodiff<B>>(device)?);
+    let mut model = Some(config.init::<Autodiff<B>>(device)?);
     let mut optim = AdamConfig::new().init();
     let (x, t) = inputs::<Autodiff<B>>(config, batch, device);
     let eps = x.random_like(Distribution::Normal(0.0, 1.0));
@@ -310,7 +310,7 @@ fn bench_sample<B: Backend>(
     device: &B::Device,
 ) -> Result<Stats> {
     let unet = config
-        .try_init::<B>(device)?
+        .init::<B>(device)?
         .with_precision(args.precision)?;
     let schedule = NoiseSchedule::paper();
     let mut sampler = DdimSamplerConfig::new()
