@@ -4,10 +4,10 @@
 # print a markdown table (paste it into docs/guides/benchmark.md).
 #
 #   scripts/gpu_check.sh                                   # CUDA: tests + ddpm-cifar10 at b64, b128
-#   DEVICE=vulkan TORCH=0 PRESET=tiny BATCHES=2 scripts/gpu_check.sh   # every step on lavapipe
+#   DEVICE=vulkan TORCH=0 PRESET=tiny BATCHES=2 PROFILE=dev scripts/gpu_check.sh   # on lavapipe
 #
 # Steps (each under what is left of the time limit; the first failure stops the script):
-#   1. cargo build (release profile) of the `ddpm` binary and the GPU test set, feature $DEVICE;
+#   1. cargo build (profile $PROFILE) of the `ddpm` binary and the GPU test set, feature $DEVICE;
 #   2. the GPU test set (crates/ddpm-gpu-tests: diffusers parity, DDIM/DDPM loops, training vs
 #      Flex within 1e-3, checkpoints, f16/bf16 deviation) on the device;
 #   3. for each batch in $BATCHES: `ddpm bench` forward and train step in f32, forward in f16,
@@ -21,6 +21,7 @@
 #   BATCHES     batch sizes of the benchmark                                         ["64 128"]
 #   WARMUP, REPEATS   benchmark iterations per case                                  [3, 10]
 #   TIME_LIMIT  seconds for the whole script; steps are killed when it runs out          [3600]
+#   PROFILE     cargo profile: release for timings, dev to reuse a debug build         [release]
 #   SHARED      the shared folder holding bench/torch_unet.py (the PyTorch model configs)
 #                                                                  [<repo>/../shared]
 #   PYTHON      interpreter with torch (CUDA build) and diffusers                      [python3]
@@ -38,6 +39,7 @@ BATCHES="${BATCHES:-64 128}"
 WARMUP="${WARMUP:-3}"
 REPEATS="${REPEATS:-10}"
 TIME_LIMIT="${TIME_LIMIT:-3600}"
+PROFILE="${PROFILE:-release}"
 SHARED="${SHARED:-$ROOT/../shared}"
 PYTHON="${PYTHON:-python3}"
 TORCH="${TORCH:-1}"
@@ -88,14 +90,15 @@ fi
 export CARGO_TERM_COLOR=never
 status=0
 
-step "build: ddpm and the GPU test set, --release --features $DEVICE"
+step "build: ddpm and the GPU test set, --profile $PROFILE --features $DEVICE"
 cd "$ROOT"
 # One feature set for both packages, so Burn is compiled once; `--no-run` also builds the
-# `ddpm` binary (ddpm-cli's tests need it) into target/release.
-cargo_gpu=(--release --locked -p ddpm-gpu-tests -p ddpm-cli
+# `ddpm` binary (ddpm-cli's tests need it) into target/<profile>.
+cargo_gpu=(--profile "$PROFILE" --locked -p ddpm-gpu-tests -p ddpm-cli
            --features "ddpm-gpu-tests/$DEVICE,ddpm-cli/$DEVICE")
 limited cargo test "${cargo_gpu[@]}" --no-run
-DDPM="$ROOT/target/release/ddpm"
+case "$PROFILE" in dev|test) profile_dir=debug ;; *) profile_dir="$PROFILE" ;; esac
+DDPM="${CARGO_TARGET_DIR:-$ROOT/target}/$profile_dir/ddpm"
 [[ -x "$DDPM" ]] || { echo "gpu_check: $DDPM was not built" >&2; exit 1; }
 
 step "GPU test set on $DEVICE"

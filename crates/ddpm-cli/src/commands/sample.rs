@@ -18,7 +18,7 @@ use ddpm_sampler::{
 };
 use ddpm_schedule::{SamplingConfig, TimestepSpacing};
 use ddpm_train::Weights;
-use ddpm_unet::Unet;
+use ddpm_unet::{Precision, Unet};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{OnBackend, dispatch};
@@ -87,6 +87,10 @@ pub struct SampleArgs {
     /// Backend: flex (CPU), wgpu[:N], vulkan[:N], metal, cuda[:N] (as compiled in).
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Float type of the U-Net: f32, f16 or bf16 (half precision is for GPU backends; the
+    /// sampler, x_t and the noise stay f32).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// Runs `ddpm sample` on the backend named by `--device`.
@@ -208,7 +212,7 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
     let (config, config_source) = scheduler_config(&args)?;
     let (kind, mut sampler) = build_sampler::<B>(&args, &config)?;
     let num_steps = sampler.timesteps().len();
-    let unet = load_unet::<B>(&args.unet, args.weights, device)?;
+    let unet = load_unet::<B>(&args.unet, args.weights, device)?.with_precision(args.precision)?;
     let uc = unet.config();
     let (c, size) = (uc.in_channels, uc.sample_size);
     let factor = sampler.model_channel_factor();
