@@ -199,8 +199,18 @@ pub enum ImportError {
     #[error("safetensors store: {0}")]
     Safetensors(#[from] burn_store::SafetensorsStoreError),
     /// burn-store's PyTorch reader failed.
+    #[cfg(feature = "pytorch")]
     #[error("PyTorch store: {0}")]
     Pytorch(#[from] burn_store::PytorchStoreError),
+    /// A PyTorch pickle (`.bin`) was given to a build without the `pytorch` feature.
+    #[error(
+        "{path}: reading PyTorch .bin weights needs ddpm-unet's `pytorch` feature (`ddpm` \
+         feature `pytorch`, on in the `ddpm` CLI); or convert the file to safetensors"
+    )]
+    PytorchDisabled {
+        /// The `.bin` file.
+        path: PathBuf,
+    },
     /// burn-store's Burnpack reader or writer failed.
     #[error("burnpack store: {0}")]
     Burnpack(#[from] burn_store::BurnpackError),

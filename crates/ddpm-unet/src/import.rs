@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 use burn_store::{
     ApplyError, ApplyResult, BurnpackStore, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore,
+    SafetensorsStore,
 };
 
 use crate::{DiffusersUnetConfig, ImportError, Unet, UnetConfig};
@@ -290,15 +290,30 @@ impl<B: Backend> Unet<B> {
                 .allow_partial(true);
             self.load_from(&mut store)?
         } else {
-            let mut store = PytorchStore::from_file(path)
-                .remap(diffusers_to_burn_keys())
-                .map_indices_contiguous(false)
-                .validate(false)
-                .allow_partial(true);
-            self.load_from(&mut store)?
+            self.load_pytorch_bin(path)?
         };
         check_applied(&result, path, true)?;
         Ok(self)
+    }
+
+    /// Reads a PyTorch pickle (`.bin`) through burn-store (feature `pytorch`).
+    #[cfg(feature = "pytorch")]
+    fn load_pytorch_bin(&mut self, path: &Path) -> Result<ApplyResult, ImportError> {
+        let mut store = burn_store::PytorchStore::from_file(path)
+            .remap(diffusers_to_burn_keys())
+            .map_indices_contiguous(false)
+            .validate(false)
+            .allow_partial(true);
+        Ok(self.load_from(&mut store)?)
+    }
+
+    /// Without the `pytorch` feature a `.bin` file is refused with a message that says how to
+    /// read it (build with the feature, or convert it to safetensors).
+    #[cfg(not(feature = "pytorch"))]
+    fn load_pytorch_bin(&mut self, path: &Path) -> Result<ApplyResult, ImportError> {
+        Err(ImportError::PytorchDisabled {
+            path: path.to_path_buf(),
+        })
     }
 
     /// Replaces the weights with those of a burnpack file written by [`Unet::save`].

@@ -81,6 +81,7 @@ fn fixture_param_count_equals_diffusers() {
 
 /// The same weights as a PyTorch `torch.save` zip (`diffusion_pytorch_model.bin`), read by
 /// burn-store's PyTorch reader without executing the pickle (fixtures/make_pytorch_bin.py).
+#[cfg(feature = "pytorch")]
 #[test]
 fn pytorch_bin_loads_to_the_same_model() {
     let device = Default::default();
@@ -90,4 +91,25 @@ fn pytorch_bin_loads_to_the_same_model() {
         .load_diffusers_weights(fixture("unet_tiny_pytorch.bin"))
         .unwrap();
     assert_parity(&unet, &device);
+}
+
+/// Without the `pytorch` feature the same `.bin` is refused by name, with the way out.
+#[cfg(not(feature = "pytorch"))]
+#[test]
+fn pytorch_bin_without_the_feature_is_a_clear_error() {
+    let device = Default::default();
+    let err = UnetConfig::tiny()
+        .init::<TestBackend>(&device)
+        .unwrap()
+        .load_diffusers_weights(fixture("unet_tiny_pytorch.bin"))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, ddpm_unet::ImportError::PytorchDisabled { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("unet_tiny_pytorch.bin") && msg.contains("`pytorch` feature"),
+        "{msg}"
+    );
 }

@@ -18,7 +18,23 @@
 //!   bit-exact resume.
 //!
 //! Library code is generic over `B: burn::tensor::backend::Backend`; pick a backend (Flex, wgpu,
-//! CUDA) in your binary.
+//! CUDA) in your binary. [`burn`] itself is re-exported, so a user needs no Burn dependency of
+//! their own.
+//!
+//! # Cargo features
+//!
+//! | feature | what it enables | what it costs |
+//! |---|---|---|
+//! | `flex` (default) | Burn's pure-Rust CPU backend and ddpm-unet's fast kernels | burn-flex, gemm, rayon |
+//! | `wgpu`, `vulkan`, `metal` | Burn's wgpu backend (any adapter / one API) | wgpu, cubecl |
+//! | `cuda` | Burn's CUDA backend (NVRTC at run time, no toolkit to build) | cubecl-cuda |
+//! | `autodiff` | `burn::backend::Autodiff` for your own training loops | burn-autodiff |
+//! | `train` (default) | [`train`]: the paper's recipe, EMA, checkpoints, resume; implies `data`, `autodiff` | burn-optim, PNG encoder |
+//! | `data` (default) | [`data`]: image folders, MNIST, CIFAR-10 | PNG/JPEG decoders, flate2 |
+//! | `pytorch` | reading diffusers' PyTorch `.bin` weights | zip with zstd: a C build (`cc`) |
+//!
+//! A sampling-only embedder: `ddpm = { version = "0.1", default-features = false, features =
+//! ["flex"] }` (or `["wgpu"]`, `["cuda"]`) builds no C code and no image codecs.
 //!
 //! # Example
 //! ```
@@ -34,17 +50,24 @@
 //! assert!(x_t.mean().into_scalar() > 0.99);
 //! ```
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub use burn;
+#[cfg(feature = "data")]
+#[cfg_attr(docsrs, doc(cfg(feature = "data")))]
 pub use ddpm_data as data;
 pub use ddpm_forward as forward;
 pub use ddpm_loss as loss;
 pub use ddpm_sampler as sampler;
 pub use ddpm_schedule as schedule;
+#[cfg(feature = "train")]
+#[cfg_attr(docsrs, doc(cfg(feature = "train")))]
 pub use ddpm_train as train;
 pub use ddpm_unet as unet;
 
 /// The types most programs need.
 pub mod prelude {
+    #[cfg(feature = "data")]
     pub use ddpm_data::{BatchIterConfig, DataSpec, Dataset, ImageSize, LoadOptions};
     pub use ddpm_forward::{ForwardProcess, NoiseLevel, Posterior};
     pub use ddpm_loss::{BpdConfig, LossWeighting, SimpleLossConfig, VlbConfig};
@@ -56,6 +79,7 @@ pub mod prelude {
         BetaSchedule, NoiseSchedule, NoiseScheduleConfig, PredictionType, SamplingConfig,
         TimestepSpacing, VarianceType, inference_timesteps,
     };
+    #[cfg(feature = "train")]
     pub use ddpm_train::{TrainConfig, Trainer, Weights};
     pub use ddpm_unet::{Unet, UnetConfig};
 }
@@ -64,3 +88,8 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;
+
+/// This crate's README.md (the crates.io page), compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct CrateReadmeDoctests;
