@@ -22,14 +22,14 @@
 #   WARMUP, REPEATS   benchmark iterations per case                                  [3, 10]
 #   TIME_LIMIT  seconds for the whole script; steps are killed when it runs out          [3600]
 #   PROFILE     cargo profile: release for timings, dev to reuse a debug build         [release]
-#   SHARED      the shared folder holding bench/torch_unet.py (the PyTorch model configs)
-#                                                                  [<repo>/../shared]
+#   TORCH_BENCH the PyTorch model configs (MODELS of torch_unet.py); with SHARED set,
+#               $SHARED/bench/torch_unet.py                [<repo>/scripts/pytorch/torch_unet.py]
 #   PYTHON      interpreter with torch (CUDA build) and diffusers                      [python3]
-#   TORCH       1: run the PyTorch side (needs SHARED, torch, a CUDA GPU); 0: skip it     [1]
+#   TORCH       1: run the PyTorch side (needs torch_unet.py, torch, a CUDA GPU); 0: skip it [1]
 #   OUT         directory for the logs and raw JSON                 [target/gpu_check-<DEVICE>]
 #
 # Exit status: 0 when every step passed, 1 when a test or measurement failed, 2 on a setup
-# error (unknown DEVICE, missing SHARED or torch), 124 when TIME_LIMIT ran out.
+# error (unknown DEVICE, missing torch_unet.py or torch), 124 when TIME_LIMIT ran out.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -40,7 +40,6 @@ WARMUP="${WARMUP:-3}"
 REPEATS="${REPEATS:-10}"
 TIME_LIMIT="${TIME_LIMIT:-3600}"
 PROFILE="${PROFILE:-release}"
-SHARED="${SHARED:-$ROOT/../shared}"
 PYTHON="${PYTHON:-python3}"
 TORCH="${TORCH:-1}"
 OUT="${OUT:-$ROOT/target/gpu_check-$DEVICE}"
@@ -74,11 +73,16 @@ for n in $BATCHES "$WARMUP" "$REPEATS" "$TIME_LIMIT"; do
 done
 mkdir -p "$OUT"
 
-# The PyTorch side needs the shared bench script and a CUDA torch: check before building.
-TORCH_BENCH="$SHARED/bench/torch_unet.py"
+# The PyTorch side needs the bench script's model configs and a CUDA torch: check before building.
+if [[ -n "${SHARED:-}" ]]; then
+  TORCH_BENCH="${TORCH_BENCH:-$SHARED/bench/torch_unet.py}"
+else
+  TORCH_BENCH="${TORCH_BENCH:-$ROOT/scripts/pytorch/torch_unet.py}"
+fi
 if [[ "$TORCH" == 1 ]]; then
-  [[ -f "$TORCH_BENCH" ]] || die "$TORCH_BENCH not found: set SHARED to the folder holding \
-bench/torch_unet.py (the PyTorch model configs), or TORCH=0 to skip the PyTorch side"
+  [[ -f "$TORCH_BENCH" ]] || die "$TORCH_BENCH not found: set TORCH_BENCH to torch_unet.py \
+(the PyTorch model configs, scripts/pytorch/ in this repository) or SHARED to a folder holding \
+bench/torch_unet.py, or TORCH=0 to skip the PyTorch side"
   command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found (set PYTHON, or TORCH=0)"
   torch_info="$("$PYTHON" -c 'import torch, diffusers; assert torch.cuda.is_available(), "torch sees no CUDA device"; print(f"torch {torch.__version__} (CUDA {torch.version.cuda}), diffusers {diffusers.__version__}, {torch.cuda.get_device_name(0)}")' 2>&1)" \
     || die "PyTorch with CUDA and diffusers are needed for the comparison ($(echo "$torch_info" | tail -n 1));
