@@ -28,7 +28,7 @@ use ddpm_gpu_tests::{Cpu, Gpu, device, fixture, max_rel_dev, tmp_dir};
 use ddpm_sampler::{
     DdimSamplerConfig, DdpmSamplerConfig, NoiseSource, X0ProcessingConfig, sample_loop,
 };
-use ddpm_schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
+use ddpm_schedule::{BetaSchedule, NoiseSchedule, NoiseScheduleConfig};
 use ddpm_testutil::{HostTensor, load_json, load_safetensors, to_vec};
 use ddpm_train::{TrainConfig, Trainer, Weights, load_unet};
 use ddpm_unet::{Precision, Unet, UnetConfig, UnetError};
@@ -103,7 +103,7 @@ fn unet_matches_diffusers_block_by_block() {
 
 /// diffusers' schedule of a loop fixture.
 fn schedule(sc: &Value) -> NoiseSchedule {
-    NoiseSchedule::new(&ScheduleConfig::new(
+    NoiseSchedule::new(&NoiseScheduleConfig::new(
         sc["num_train_timesteps"].as_u64().unwrap() as usize,
         BetaSchedule::from_diffusers_name(
             sc["beta_schedule"].as_str().unwrap(),
