@@ -261,9 +261,7 @@ fn bench_forward<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let unet = config
-        .init::<B>(device)?
-        .with_precision(args.precision)?;
+    let unet = config.init::<B>(device)?.with_precision(args.precision)?;
     let (x, t) = inputs::<B>(config, batch, device);
     sync::<B>(device)?;
     time_it(args.warmup, args.repeats, || {
@@ -309,9 +307,7 @@ fn bench_sample<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let unet = config
-        .init::<B>(device)?
-        .with_precision(args.precision)?;
+    let unet = config.init::<B>(device)?.with_precision(args.precision)?;
     let schedule = NoiseSchedule::paper();
     let mut sampler = DdimSamplerConfig::new()
         .with_num_inference_steps(args.steps)
