@@ -40,6 +40,7 @@ fn json_line_has_every_field() {
     assert_eq!(v["batch"], 1);
     assert_eq!(v["device"], "flex");
     assert_eq!(v["repeats"], 2);
+    assert_eq!(v["precision"], "f32");
     let median = v["median_ms"].as_f64().unwrap();
     let min = v["min_ms"].as_f64().unwrap();
     let max = v["max_ms"].as_f64().unwrap();
@@ -50,6 +51,51 @@ fn json_line_has_every_field() {
     if cfg!(target_os = "linux") {
         assert!(rss.as_f64().unwrap() > 0.0, "{v}");
     }
+}
+
+#[test]
+fn half_precision_times_forward_and_refuses_training() {
+    // f16 on the CPU backend works (Burn's generic ops), so the flag is exercised here too.
+    let out = ddpm(&[
+        "bench",
+        "--preset",
+        "tiny",
+        "--mode",
+        "forward",
+        "--batch",
+        "1",
+        "--repeats",
+        "1",
+        "--warmup",
+        "0",
+        "--precision",
+        "f16",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8(out.stdout).unwrap().trim()).unwrap();
+    assert_eq!(v["precision"], "f16");
+    let out = ddpm(&[
+        "bench",
+        "--preset",
+        "tiny",
+        "--mode",
+        "train",
+        "--precision",
+        "f16",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("f32 only"), "{stderr}");
+    let out = ddpm(&["bench", "--preset", "tiny", "--precision", "f8"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown precision `f8`"), "{stderr}");
 }
 
 #[test]

@@ -136,6 +136,32 @@ fn ddim_writes_grid_pngs_and_tensor() {
         s(&again),
     ]));
     assert_eq!(read_samples(&again).1, values);
+
+    // --precision f16: the U-Net in half precision (Burn's generic ops on Flex), the sampler
+    // in f32; the same seed gives samples close to the f32 ones, not equal.
+    let half = dir.join("half.safetensors");
+    ok(&ddpm(&[
+        "--sampler",
+        "ddim",
+        "--steps",
+        "5",
+        "--num-samples",
+        "2",
+        "--seed",
+        "3",
+        "--precision",
+        "f16",
+        "--output",
+        s(&dir.join("g3.png")),
+        "--save-tensor",
+        s(&half),
+    ]));
+    let half = read_samples(&half).1;
+    let dev = half
+        .iter()
+        .zip(&values)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(dev > 0.0 && dev < 2e-2, "max |f16 − f32| = {dev}");
 }
 
 #[test]
@@ -195,6 +221,8 @@ fn bad_input_is_rejected_before_sampling() {
         s(&out),
     ]));
     assert!(e.contains("eta is -0.5"), "{e}");
+    let e = err(&ddpm(&["--precision", "f8", "--output", s(&out)]));
+    assert!(e.contains("unknown precision `f8`"), "{e}");
 
     let noise = dir.join("short.safetensors");
     write_tensor(&noise, "noise", &[4, 2, 3, 16, 16], &vec![0.0; 4 * 2 * 768]);

@@ -112,6 +112,16 @@ impl<B: Backend> Pipeline<B> {
         }
     }
 
+    /// Runs the U-Net in `precision` (f16/bf16 weights on GPU backends; samples, x_t and the
+    /// noise stay f32): [`Unet::with_precision`].
+    ///
+    /// # Errors
+    /// [`PipelineError::Unet`] when the backend cannot compute in `precision` on this device.
+    pub fn with_precision(mut self, precision: ddpm_unet::Precision) -> Result<Self, PipelineError> {
+        self.unet = self.unet.with_precision(precision)?;
+        Ok(self)
+    }
+
     /// Replaces the scheduler settings.
     pub fn with_scheduler_config(mut self, config: SamplingConfig) -> Self {
         self.config = config;

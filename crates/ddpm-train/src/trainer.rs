@@ -2,9 +2,12 @@
 //! x₀ ~ data, t ~ Uniform, ε ~ N(0, I), a gradient step on ‖ε − ε_θ(√ᾱ_t x₀ + √(1−ᾱ_t) ε, t)‖²
 //! (Eq. 14) with Adam, linear warmup, global-norm clipping and an EMA of the weights.
 //!
-//! Every random choice of step k (timesteps, ε, dropout) derives from (seed, k), and the data
-//! order from (seed, epoch), so a run resumed from a checkpoint takes bit for bit the same
-//! steps as one that never stopped.
+//! Every random choice derives from the run's seed and is drawn on the host (ChaCha8), never
+//! from Burn's per-backend, process-wide device RNG: the initial weights from (seed, 0), the
+//! timesteps, ε and the dropout masks of step k from (seed, k), the data order from
+//! (seed, epoch). So a run resumed from a checkpoint takes bit for bit the same steps as one
+//! that never stopped, a seed starts the same run on every backend, and trainers in several
+//! threads of one process do not disturb each other.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,16 +38,6 @@ use crate::error::io;
 use crate::{TrainConfig, TrainError, clip_global_norm, ema_update};
 
 type Optim<B> = OptimizerAdaptor<Adam, Unet<B>, B>;
-
-/// Burn's backend RNG (weight initialisation, dropout masks) is one per process. Each trainer
-/// reseeds it from (seed, step) and holds this lock while it draws from it, so several trainers
-/// in one process (e.g. parallel tests) stay reproducible; they then take turns.
-static BACKEND_RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn backend_rng_lock() -> std::sync::MutexGuard<'static, ()> {
-    // A panic in another trainer does not invalidate the RNG: ignore poisoning.
-    BACKEND_RNG.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// What one optimizer step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -145,11 +138,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             &run_dir.join(SCHEDULER_CONFIG_FILE),
             &scheduler_config(&config),
         )?;
-        let model = {
-            let _rng = backend_rng_lock();
-            B::seed(device, derive_seed(config.seed, 0, 0));
-            config.unet.init::<B>(device)?
-        };
+        let model = config
+            .unet
+            .init_seeded::<B>(derive_seed(config.seed, 0, 0), device)?;
         let ema = model.valid();
         let data = Self::batches(&config).init(dataset)?;
         Self::assemble(config, run_dir, device, model, ema, None, data, 0)
@@ -286,8 +277,6 @@ impl<B: AutodiffBackend> Trainer<B> {
         let accum = self.config.grad_accumulation;
         let mut accumulator = GradientsAccumulator::<Unet<B>>::new();
         let mut total = 0.0;
-        let _rng = backend_rng_lock();
-        B::seed(&self.device, derive_seed(self.config.seed, k, 1));
         for micro in 0..accum {
             let batch: Batch = self.data.next().expect("BatchIter never ends");
             let n = batch.len();
@@ -301,6 +290,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             let eps =
                 NoiseSource::<B>::seeded(derive_seed(self.config.seed, k, 1000 + micro as u64))
                     .standard_normal(shape, &self.device)?;
+            self.model
+                .set_dropout_seed(derive_seed(self.config.seed, k, 2000 + micro as u64));
             let model = &self.model;
             let per_sample = self
                 .loss

@@ -7,7 +7,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{GroupNorm, Linear, LinearConfig};
+use burn::nn::{GroupNorm, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
@@ -15,6 +15,7 @@ use crate::kernels;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 
+use crate::init::{DEFAULT_INIT_SEED, ParamInit};
 use crate::resnet::group_norm;
 
 /// Configuration of [`Attention`].
@@ -38,16 +39,20 @@ pub struct AttentionConfig {
 }
 
 impl AttentionConfig {
-    /// Initializes the block.
+    /// Initializes the block from [`DEFAULT_INIT_SEED`] (see [`AttentionConfig::init_with`]).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Attention<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the block with weights drawn from `init` (see [`ParamInit`]).
+    pub fn init_with<B: Backend>(&self, init: &mut ParamInit, device: &B::Device) -> Attention<B> {
         let c = self.channels;
-        let linear = || LinearConfig::new(c, c).init(device);
         Attention {
             group_norm: group_norm(self.groups, c, self.eps, device),
-            to_q: linear(),
-            to_k: linear(),
-            to_v: linear(),
-            to_out: linear(),
+            to_q: init.linear(c, c, device),
+            to_k: init.linear(c, c, device),
+            to_v: init.linear(c, c, device),
+            to_out: init.linear(c, c, device),
             heads: self.heads,
             rescale_output_factor: self.rescale_output_factor,
         }

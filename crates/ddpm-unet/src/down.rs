@@ -7,9 +7,10 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{DType, Tensor};
 
+use crate::init::{DEFAULT_INIT_SEED, ParamInit};
 use crate::kernels;
 
 use crate::attention::{Attention, AttentionConfig};
@@ -26,8 +27,17 @@ pub struct Downsample2dConfig {
 }
 
 impl Downsample2dConfig {
-    /// Initializes the conv.
+    /// Initializes the conv from [`DEFAULT_INIT_SEED`] (see [`Downsample2dConfig::init_with`]).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Downsample2d<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the conv with weights drawn from `init` (see [`ParamInit`]).
+    pub fn init_with<B: Backend>(
+        &self,
+        init: &mut ParamInit,
+        device: &B::Device,
+    ) -> Downsample2d<B> {
         let p = self.padding;
         let padding = if p == 0 {
             // (top, left, bottom, right)
@@ -35,11 +45,11 @@ impl Downsample2dConfig {
         } else {
             PaddingConfig2d::Explicit(p, p, p, p)
         };
+        let config = Conv2dConfig::new([self.channels, self.channels], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(padding);
         Downsample2d {
-            conv: Conv2dConfig::new([self.channels, self.channels], [3, 3])
-                .with_stride([2, 2])
-                .with_padding(padding)
-                .init(device),
+            conv: init.conv2d(&config, device),
         }
     }
 }
@@ -59,8 +69,48 @@ impl<B: Backend> Downsample2d<B> {
     /// - `x`: `[batch, channels, h, w]`
     /// - output: `[batch, channels, ⌈h/2⌉, ⌈w/2⌉]` (for even sizes: h/2, w/2)
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        kernels::conv2d(&self.conv, x)
+        match self.conv.padding {
+            PaddingConfig2d::Explicit(top, left, bottom, right)
+                if x.dtype() != DType::F32 && (top, left) != (bottom, right) =>
+            {
+                // NOTE: Burn 0.21 pads asymmetrically with a tensor of the device's default
+                // type (f32), which breaks an f16/bf16 model (see `Unet::with_precision`): pad
+                // with zeros of x's own type here, then convolve without padding.
+                let conv = Conv2d {
+                    padding: PaddingConfig2d::Valid,
+                    ..self.conv.clone()
+                };
+                kernels::conv2d(&conv, pad_zeros(x, [top, left, bottom, right]))
+            }
+            _ => kernels::conv2d(&self.conv, x),
+        }
     }
+}
+
+/// Zero padding of the last two dims by (top, left, bottom, right), in x's float type.
+fn pad_zeros<B: Backend>(x: Tensor<B, 4>, [top, left, bottom, right]: [usize; 4]) -> Tensor<B, 4> {
+    let [n, c, h, w] = x.dims();
+    let (device, dtype) = (x.device(), x.dtype());
+    let zeros = |shape: [usize; 4]| Tensor::<B, 4>::zeros(shape, (&device, dtype));
+    let mut cols = Vec::new();
+    if left > 0 {
+        cols.push(zeros([n, c, h, left]));
+    }
+    cols.push(x);
+    if right > 0 {
+        cols.push(zeros([n, c, h, right]));
+    }
+    let x = Tensor::cat(cols, 3);
+    let w = w + left + right;
+    let mut rows = Vec::new();
+    if top > 0 {
+        rows.push(zeros([n, c, top, w]));
+    }
+    rows.push(x);
+    if bottom > 0 {
+        rows.push(zeros([n, c, bottom, w]));
+    }
+    Tensor::cat(rows, 2)
 }
 
 /// Configuration of [`DownBlock2d`].
@@ -90,8 +140,26 @@ pub struct DownBlock2dConfig {
 }
 
 impl DownBlock2dConfig {
-    /// Initializes the level.
+    /// Initializes the level from [`DEFAULT_INIT_SEED`] (see [`DownBlock2dConfig::init_with`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
     pub fn init<B: Backend>(&self, device: &B::Device) -> DownBlock2d<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the level with weights drawn from `init`, in diffusers' module order (see
+    /// [`ParamInit`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
+    pub fn init_with<B: Backend>(
+        &self,
+        init: &mut ParamInit,
+        device: &B::Device,
+    ) -> DownBlock2d<B> {
         let out = self.resnet_channels.last().map_or(0, |&(_, o)| o);
         DownBlock2d {
             resnets: self
@@ -102,7 +170,7 @@ impl DownBlock2dConfig {
                         .with_groups(self.groups)
                         .with_eps(self.eps)
                         .with_dropout(self.dropout)
-                        .init(device)
+                        .init_with(init, device)
                 })
                 .collect(),
             attentions: match self.attention_heads {
@@ -114,7 +182,7 @@ impl DownBlock2dConfig {
                             .with_heads(heads)
                             .with_groups(self.groups)
                             .with_eps(self.eps)
-                            .init(device)
+                            .init_with(init, device)
                     })
                     .collect(),
                 None => Vec::new(),
@@ -123,7 +191,7 @@ impl DownBlock2dConfig {
                 vec![
                     Downsample2dConfig::new(out)
                         .with_padding(self.downsample_padding)
-                        .init(device),
+                        .init_with(init, device),
                 ]
             } else {
                 Vec::new()

@@ -83,6 +83,22 @@ pub enum UnetError {
         /// The known names, comma separated.
         known: &'static str,
     },
+    /// A precision name other than `f32`, `f16` or `bf16`.
+    #[error("unknown precision `{name}`; expected f32, f16 or bf16")]
+    UnknownPrecision {
+        /// The requested name.
+        name: String,
+    },
+    /// The backend cannot run the U-Net in the requested precision on this device.
+    #[error("the {backend} backend does not support {precision} on this device; use f32{hint}")]
+    UnsupportedPrecision {
+        /// The requested precision.
+        precision: crate::Precision,
+        /// The backend's name (`Backend::name`).
+        backend: String,
+        /// Where the precision is supported, in words (may be empty).
+        hint: &'static str,
+    },
 }
 
 /// A checkpoint that could not be read, converted or written.

@@ -10,6 +10,13 @@
 //! - [`Unet`]: `forward(x_t [batch, C, H, W], t [batch]) -> ε̂ [batch, out, H, W]`; trains under
 //!   `Autodiff<B>` (the loss of Eq. 14, L_simple = ‖ε − ε_θ(x_t, t)‖², lives in the loss crate);
 //!   dropout is active only under an autodiff backend.
+//! - Seeded, backend-independent initialisation: [`UnetConfig::init_seeded`] draws every
+//!   weight on the host from one seed ([`ParamInit`], ChaCha8; PyTorch's and Burn's default
+//!   U(−1/√fan_in, 1/√fan_in)), and dropout masks come from a host seed too
+//!   ([`SeededDropout`], [`Unet::set_dropout_seed`]): a seed gives the same model and the same
+//!   training step on Flex, wgpu, Vulkan, Metal and CUDA, in any thread.
+//! - Reduced precision for inference: [`Unet::with_precision`] ([`Precision::F16`],
+//!   [`Precision::Bf16`] on GPU backends); callers keep passing and receiving f32.
 //! - Checkpoints: [`Unet::from_diffusers`] (safetensors or PyTorch `.bin`, current and legacy
 //!   attention key names), [`Unet::to_diffusers`], and the native [`Unet::save`] /
 //!   [`Unet::load`] (burnpack). Module field names equal diffusers' state-dict keys
@@ -51,11 +58,14 @@ mod attention;
 mod config;
 mod diffusers_config;
 mod down;
+mod dropout;
 mod error;
 mod export;
 mod import;
+mod init;
 pub mod kernels;
 mod mid;
+mod precision;
 mod resnet;
 mod time_embedding;
 mod unet;
@@ -65,12 +75,15 @@ pub use attention::{Attention, AttentionConfig};
 pub use config::{BlockType, PRESET_NAMES, UnetConfig};
 pub use diffusers_config::DiffusersUnetConfig;
 pub use down::{DownBlock2d, DownBlock2dConfig, Downsample2d, Downsample2dConfig};
+pub use dropout::SeededDropout;
 pub use error::{ImportError, UnetError};
 pub use import::{
     DIFFUSERS_BIN, DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS, ModelFormat, NATIVE_CONFIG,
     NATIVE_WEIGHTS, read_config, read_diffusers_config,
 };
+pub use init::{DEFAULT_INIT_SEED, ParamInit};
 pub use mid::{MidBlock2d, MidBlock2dConfig};
+pub use precision::Precision;
 pub use resnet::{ResnetBlock2d, ResnetBlock2dConfig};
 pub use time_embedding::{TimestepEmbedding, TimestepEmbeddingConfig, timestep_embedding};
 pub use unet::{Unet, UnetIntermediates};

@@ -7,6 +7,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::attention::{Attention, AttentionConfig};
+use crate::init::{DEFAULT_INIT_SEED, ParamInit};
 use crate::resnet::{ResnetBlock2d, ResnetBlock2dConfig};
 
 /// Configuration of [`MidBlock2d`].
@@ -35,31 +36,45 @@ pub struct MidBlock2dConfig {
 }
 
 impl MidBlock2dConfig {
-    /// Initializes the block.
+    /// Initializes the block from [`DEFAULT_INIT_SEED`] (see [`MidBlock2dConfig::init_with`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
     pub fn init<B: Backend>(&self, device: &B::Device) -> MidBlock2d<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the block with weights drawn from `init`, in diffusers' module order
+    /// (`resnets.0`, `attentions.0`, `resnets.1`; see [`ParamInit`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
+    pub fn init_with<B: Backend>(&self, init: &mut ParamInit, device: &B::Device) -> MidBlock2d<B> {
         let c = self.channels;
-        let resnet = || {
-            ResnetBlock2dConfig::new(c, c, self.temb_channels)
-                .with_groups(self.groups)
-                .with_eps(self.eps)
-                .with_dropout(self.dropout)
-                .with_output_scale_factor(self.output_scale_factor)
-                .init(device)
-        };
+        let resnet = ResnetBlock2dConfig::new(c, c, self.temb_channels)
+            .with_groups(self.groups)
+            .with_eps(self.eps)
+            .with_dropout(self.dropout)
+            .with_output_scale_factor(self.output_scale_factor);
+        let first = resnet.init_with(init, device);
+        let attentions = self
+            .attention_heads
+            .map(|heads| {
+                AttentionConfig::new(c)
+                    .with_heads(heads)
+                    .with_groups(self.groups)
+                    .with_eps(self.eps)
+                    .with_rescale_output_factor(self.output_scale_factor)
+                    .init_with(init, device)
+            })
+            .into_iter()
+            .collect();
+        let second = resnet.init_with(init, device);
         MidBlock2d {
-            resnets: vec![resnet(), resnet()],
-            attentions: self
-                .attention_heads
-                .map(|heads| {
-                    AttentionConfig::new(c)
-                        .with_heads(heads)
-                        .with_groups(self.groups)
-                        .with_eps(self.eps)
-                        .with_rescale_output_factor(self.output_scale_factor)
-                        .init(device)
-                })
-                .into_iter()
-                .collect(),
+            resnets: vec![first, second],
+            attentions,
         }
     }
 }

@@ -7,11 +7,13 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Dropout, DropoutConfig, GroupNorm, GroupNormConfig, Linear, LinearConfig};
+use burn::nn::{GroupNorm, GroupNormConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
+use crate::dropout::SeededDropout;
+use crate::init::{DEFAULT_INIT_SEED, ParamInit};
 use crate::kernels;
 
 /// Configuration of [`ResnetBlock2d`].
@@ -38,10 +40,15 @@ pub struct ResnetBlock2dConfig {
 }
 
 /// 3×3 convolution with padding 1, as every U-Net conv but the down-sampling one.
-pub(crate) fn conv3x3<B: Backend>(cin: usize, cout: usize, device: &B::Device) -> Conv2d<B> {
-    Conv2dConfig::new([cin, cout], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(device)
+pub(crate) fn conv3x3<B: Backend>(
+    cin: usize,
+    cout: usize,
+    init: &mut ParamInit,
+    device: &B::Device,
+) -> Conv2d<B> {
+    let config =
+        Conv2dConfig::new([cin, cout], [3, 3]).with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1));
+    init.conv2d(&config, device)
 }
 
 /// GroupNorm with affine parameters.
@@ -57,19 +64,37 @@ pub(crate) fn group_norm<B: Backend>(
 }
 
 impl ResnetBlock2dConfig {
-    /// Initializes the block (Burn's default initializers; import weights to reproduce a
-    /// checkpoint).
+    /// Initializes the block from [`DEFAULT_INIT_SEED`] (see [`ResnetBlock2dConfig::init_with`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
     pub fn init<B: Backend>(&self, device: &B::Device) -> ResnetBlock2d<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the block with weights drawn from `init` (PyTorch's and Burn's default
+    /// distributions, see [`ParamInit`]; import weights to reproduce a checkpoint), and seeds
+    /// its dropout from it.
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
+    pub fn init_with<B: Backend>(
+        &self,
+        init: &mut ParamInit,
+        device: &B::Device,
+    ) -> ResnetBlock2d<B> {
         let (cin, cout) = (self.in_channels, self.out_channels);
         ResnetBlock2d {
             norm1: group_norm(self.groups, cin, self.eps, device),
-            conv1: conv3x3(cin, cout, device),
-            time_emb_proj: LinearConfig::new(self.temb_channels, cout).init(device),
+            conv1: conv3x3(cin, cout, init, device),
+            time_emb_proj: init.linear(self.temb_channels, cout, device),
             norm2: group_norm(self.groups, cout, self.eps, device),
-            dropout: DropoutConfig::new(self.dropout).init(),
-            conv2: conv3x3(cout, cout, device),
+            dropout: SeededDropout::new(self.dropout, init.next_seed()),
+            conv2: conv3x3(cout, cout, init, device),
             conv_shortcut: (cin != cout)
-                .then(|| Conv2dConfig::new([cin, cout], [1, 1]).init(device)),
+                .then(|| init.conv2d(&Conv2dConfig::new([cin, cout], [1, 1]), device)),
             output_scale_factor: self.output_scale_factor,
         }
     }
@@ -92,8 +117,8 @@ pub struct ResnetBlock2d<B: Backend> {
     pub time_emb_proj: Linear<B>,
     /// Second GroupNorm.
     pub norm2: GroupNorm<B>,
-    /// Dropout before `conv2`.
-    pub dropout: Dropout,
+    /// Dropout before `conv2` (masks from a host seed, see [`SeededDropout`]).
+    pub dropout: SeededDropout,
     /// Second 3×3 conv.
     pub conv2: Conv2d<B>,
     /// 1×1 conv on the skip path when in ≠ out channels.

@@ -6,10 +6,12 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::init::{DEFAULT_INIT_SEED, ParamInit};
 
 /// Sinusoidal timestep embedding (diffusers `get_timestep_embedding`, max period 10000).
 ///
@@ -64,11 +66,22 @@ pub struct TimestepEmbeddingConfig {
 }
 
 impl TimestepEmbeddingConfig {
-    /// Initializes the MLP with Burn's default (Kaiming-uniform) initialization.
+    /// Initializes the MLP from [`DEFAULT_INIT_SEED`] (see
+    /// [`TimestepEmbeddingConfig::init_with`]).
     pub fn init<B: Backend>(&self, device: &B::Device) -> TimestepEmbedding<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the MLP with weights drawn from `init` (U(−1/√fan_in, 1/√fan_in), see
+    /// [`ParamInit`]).
+    pub fn init_with<B: Backend>(
+        &self,
+        init: &mut ParamInit,
+        device: &B::Device,
+    ) -> TimestepEmbedding<B> {
         TimestepEmbedding {
-            linear_1: LinearConfig::new(self.in_features, self.time_embed_dim).init(device),
-            linear_2: LinearConfig::new(self.time_embed_dim, self.time_embed_dim).init(device),
+            linear_1: init.linear(self.in_features, self.time_embed_dim, device),
+            linear_2: init.linear(self.time_embed_dim, self.time_embed_dim, device),
         }
     }
 }
@@ -90,6 +103,9 @@ impl<B: Backend> TimestepEmbedding<B> {
     /// - `emb`: `[batch, in_features]`
     /// - output: `[batch, time_embed_dim]`
     pub fn forward(&self, emb: Tensor<B, 2>) -> Tensor<B, 2> {
+        // The sinusoidal embedding is computed in f32; a half-precision MLP casts it here, as
+        // diffusers does (`t_emb.to(dtype=self.dtype)`).
+        let emb = emb.cast(self.linear_1.weight.val().dtype());
         self.linear_2.forward(silu(self.linear_1.forward(emb)))
     }
 }

@@ -17,24 +17,46 @@ use burn::tensor::{Int, Tensor};
 use crate::UnetError;
 use crate::config::UnetConfig;
 use crate::down::{DownBlock2d, DownBlock2dConfig};
+use crate::init::ParamInit;
 use crate::mid::{MidBlock2d, MidBlock2dConfig};
 use crate::resnet::{conv3x3, group_norm};
 use crate::time_embedding::{TimestepEmbedding, TimestepEmbeddingConfig, timestep_embedding};
 use crate::up::{UpBlock2d, UpBlock2dConfig};
 
 impl UnetConfig {
-    /// Validates the config and initializes a U-Net with random weights (Burn's default
-    /// Kaiming-uniform initializers, GroupNorm γ = 1, β = 0).
+    /// Validates the config and initializes a U-Net with random weights drawn from
+    /// [`DEFAULT_INIT_SEED`](crate::DEFAULT_INIT_SEED): [`UnetConfig::init_seeded`] with
+    /// that seed.
     ///
     /// # Errors
     ///
     /// The [`UnetError`] of [`UnetConfig::validate`].
     pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Unet<B>, UnetError> {
+        self.init_seeded(crate::DEFAULT_INIT_SEED, device)
+    }
+
+    /// Validates the config and initializes a U-Net whose weights and dropout masks derive from
+    /// `seed` alone, drawn on the host (ChaCha8): the same model on every backend and in every
+    /// thread. Linear and conv weights and biases ~ U(−1/√fan_in, 1/√fan_in), GroupNorm γ = 1,
+    /// β = 0 — Burn's and PyTorch's defaults, which diffusers keeps (see [`ParamInit`]).
+    ///
+    /// # Errors
+    ///
+    /// The [`UnetError`] of [`UnetConfig::validate`].
+    pub fn init_seeded<B: Backend>(
+        &self,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Unet<B>, UnetError> {
         self.validate()?;
+        let init = &mut ParamInit::new(seed);
         let levels = self.num_levels();
         let c0 = self.block_out_channels[0];
         let temb = self.time_embed_dim();
         let heads = |use_attn: bool, c: usize| use_attn.then(|| self.attention_heads(c));
+        // Drawn in diffusers' module order.
+        let time_embedding = TimestepEmbeddingConfig::new(c0, temb).init_with(init, device);
+        let conv_in = conv3x3(self.in_channels, c0, init, device);
         let down_blocks = (0..levels)
             .map(|level| {
                 let out = self.block_out_channels[level];
@@ -44,7 +66,7 @@ impl UnetConfig {
                     .with_groups(self.norm_num_groups)
                     .with_eps(self.norm_eps)
                     .with_dropout(self.dropout)
-                    .init(device)
+                    .init_with(init, device)
             })
             .collect();
         let c_mid = self.block_out_channels[levels - 1];
@@ -54,7 +76,7 @@ impl UnetConfig {
             .with_eps(self.norm_eps)
             .with_dropout(self.dropout)
             .with_output_scale_factor(self.mid_block_scale_factor)
-            .init(device);
+            .init_with(init, device);
         let up_blocks = (0..levels)
             .map(|level| {
                 let out = self.block_out_channels[levels - 1 - level];
@@ -63,17 +85,18 @@ impl UnetConfig {
                     .with_groups(self.norm_num_groups)
                     .with_eps(self.norm_eps)
                     .with_dropout(self.dropout)
-                    .init(device)
+                    .init_with(init, device)
             })
             .collect();
+        let conv_out = conv3x3(c0, self.out_channels, init, device);
         Ok(Unet {
-            time_embedding: TimestepEmbeddingConfig::new(c0, temb).init(device),
-            conv_in: conv3x3(self.in_channels, c0, device),
+            time_embedding,
+            conv_in,
             down_blocks,
             mid_block,
             up_blocks,
             conv_norm_out: group_norm(self.norm_num_groups, c0, self.norm_eps, device),
-            conv_out: conv3x3(c0, self.out_channels, device),
+            conv_out,
             config: self.clone(),
         })
     }
@@ -146,6 +169,23 @@ impl<B: Backend> Unet<B> {
     /// on it).
     pub fn config(&self) -> &UnetConfig {
         &self.config
+    }
+
+    /// Restarts every residual block's dropout stream from `seed`: block i (in diffusers' module
+    /// order: down, mid, up) draws its masks from a seed derived from (`seed`, i), so the masks
+    /// of the next forward pass depend on `seed` alone — on every backend, whatever ran before.
+    /// A trainer calls this before each step's forward pass with a seed derived from (run seed,
+    /// step); see [`SeededDropout`](crate::SeededDropout).
+    pub fn set_dropout_seed(&mut self, seed: u64) {
+        let resnets = self
+            .down_blocks
+            .iter_mut()
+            .flat_map(|b| b.resnets.iter_mut())
+            .chain(self.mid_block.resnets.iter_mut())
+            .chain(self.up_blocks.iter_mut().flat_map(|b| b.resnets.iter_mut()));
+        for (i, resnet) in resnets.enumerate() {
+            resnet.dropout.set_seed(crate::init::mix(seed, i as u64));
+        }
     }
 
     /// Predicts the noise ε_θ(x_t, t) (or, with `out_channels` = 2·C, the noise and the
@@ -237,6 +277,10 @@ impl<B: Backend> Unet<B> {
         mut record: Option<&mut Recorded<B>>,
     ) -> Tensor<B, 4> {
         self.check_shapes(&x, &t);
+        // The network runs in its weights' type (see `Unet::with_precision`), the caller keeps
+        // theirs: both casts are no-ops for an f32 model and f32 input.
+        let caller_dtype = x.dtype();
+        let x = x.cast(self.conv_in.weight.val().dtype());
         let mut rec2 = |v: &Tensor<B, 2>| {
             if let Some(r) = record.as_deref_mut() {
                 r.embeddings.push(v.clone());
@@ -274,7 +318,7 @@ impl<B: Backend> Unet<B> {
         // Not fused with the SiLU: diffusers' hooks record `conv_norm_out`'s own output.
         let h = kernels::group_norm(&self.conv_norm_out, h, false);
         rec4(&h);
-        kernels::conv2d(&self.conv_out, silu(h))
+        kernels::conv2d(&self.conv_out, silu(h)).cast(caller_dtype)
     }
 }
 
@@ -299,6 +343,47 @@ mod tests {
                 assert_eq!(Some(block.num_params()), want.map(|p| p.1));
             }
         }
+    }
+
+    fn params(unet: &Unet<TestBackend>) -> Vec<f32> {
+        struct Collect(Vec<f32>);
+        impl burn::module::ModuleVisitor<TestBackend> for Collect {
+            fn visit_float<const D: usize>(
+                &mut self,
+                p: &burn::module::Param<Tensor<TestBackend, D>>,
+            ) {
+                self.0.extend(p.val().into_data().to_vec::<f32>().unwrap());
+            }
+        }
+        let mut c = Collect(Vec::new());
+        unet.visit(&mut c);
+        c.0
+    }
+
+    #[test]
+    fn seed_alone_decides_the_weights() {
+        let device = Default::default();
+        let config = UnetConfig::tiny();
+        let a = params(&config.init_seeded::<TestBackend>(3, &device).unwrap());
+        let b = params(&config.init_seeded::<TestBackend>(3, &device).unwrap());
+        let c = params(&config.init_seeded::<TestBackend>(4, &device).unwrap());
+        assert_eq!(a.len(), config.num_params());
+        assert_eq!(a, b);
+        let same = a.iter().zip(&c).filter(|(x, y)| x == y).count();
+        // Only the GroupNorm γ = 1, β = 0 (well under 2% of the values) agree.
+        assert!(same < a.len() / 50, "{same} of {} values equal", a.len());
+        // Conv weights of conv_in (3 → 32, 3×3) lie within ±1/√27.
+        let unet = config.init_seeded::<TestBackend>(3, &device).unwrap();
+        let w = unet
+            .conv_in
+            .weight
+            .val()
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        let bound = 1.0 / 27f32.sqrt();
+        assert!(w.iter().all(|v| v.abs() <= bound));
+        assert!(w.iter().any(|v| v.abs() > 0.9 * bound));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use burn::nn::conv::Conv2d;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
+use crate::init::{DEFAULT_INIT_SEED, ParamInit};
 use crate::kernels;
 use burn::tensor::module::interpolate;
 use burn::tensor::ops::{InterpolateMode, InterpolateOptions};
@@ -25,10 +26,15 @@ pub struct Upsample2dConfig {
 }
 
 impl Upsample2dConfig {
-    /// Initializes the conv.
+    /// Initializes the conv from [`DEFAULT_INIT_SEED`] (see [`Upsample2dConfig::init_with`]).
     pub fn init<B: Backend>(&self, device: &B::Device) -> Upsample2d<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the conv with weights drawn from `init` (see [`ParamInit`]).
+    pub fn init_with<B: Backend>(&self, init: &mut ParamInit, device: &B::Device) -> Upsample2d<B> {
         Upsample2d {
-            conv: conv3x3(self.channels, self.channels, device),
+            conv: conv3x3(self.channels, self.channels, init, device),
         }
     }
 }
@@ -82,8 +88,22 @@ pub struct UpBlock2dConfig {
 }
 
 impl UpBlock2dConfig {
-    /// Initializes the level.
+    /// Initializes the level from [`DEFAULT_INIT_SEED`] (see [`UpBlock2dConfig::init_with`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
     pub fn init<B: Backend>(&self, device: &B::Device) -> UpBlock2d<B> {
+        self.init_with(&mut ParamInit::new(DEFAULT_INIT_SEED), device)
+    }
+
+    /// Initializes the level with weights drawn from `init`, in diffusers' module order (see
+    /// [`ParamInit`]).
+    ///
+    /// # Panics
+    ///
+    /// If `dropout` is not in [0, 1).
+    pub fn init_with<B: Backend>(&self, init: &mut ParamInit, device: &B::Device) -> UpBlock2d<B> {
         let out = self.resnet_channels.last().map_or(0, |&(_, o)| o);
         UpBlock2d {
             resnets: self
@@ -94,7 +114,7 @@ impl UpBlock2dConfig {
                         .with_groups(self.groups)
                         .with_eps(self.eps)
                         .with_dropout(self.dropout)
-                        .init(device)
+                        .init_with(init, device)
                 })
                 .collect(),
             attentions: match self.attention_heads {
@@ -106,13 +126,13 @@ impl UpBlock2dConfig {
                             .with_heads(heads)
                             .with_groups(self.groups)
                             .with_eps(self.eps)
-                            .init(device)
+                            .init_with(init, device)
                     })
                     .collect(),
                 None => Vec::new(),
             },
             upsamplers: if self.add_upsample {
-                vec![Upsample2dConfig::new(out).init(device)]
+                vec![Upsample2dConfig::new(out).init_with(init, device)]
             } else {
                 Vec::new()
             },

@@ -11,6 +11,10 @@
 //! - `sample`: a whole deterministic DDIM sample (η = 0, `--steps` model calls, 50 by default)
 //!   of the batch from the paper's schedule.
 //!
+//! `--precision f16|bf16` runs `forward` and `sample` with the U-Net's weights and activations
+//! in half precision (`Unet::with_precision`; the sampler stays f32); training is f32 only, so
+//! the standard set then leaves out `train`.
+//!
 //! Every timed iteration ends by reading a scalar back to the host and synchronizing the
 //! device, so lazy or asynchronous backends (wgpu, CUDA) are timed for the work they actually
 //! did, not for queueing it.
@@ -30,7 +34,7 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
 use ddpm_schedule::NoiseSchedule;
-use ddpm_unet::UnetConfig;
+use ddpm_unet::{Precision, UnetConfig};
 use serde_json::json;
 
 use crate::backend::{OnBackend, dispatch};
@@ -98,6 +102,10 @@ pub struct BenchArgs {
     /// kernels (the same as `DDPM_FLEX_KERNELS=0`), to measure what the kernels bring.
     #[arg(long)]
     pub burn_kernels: bool,
+    /// Float type of the U-Net in `forward` and `sample`: f32, f16 or bf16 (half precision
+    /// on GPU backends; `train` is f32 only).
+    #[arg(long, default_value = "f32")]
+    pub precision: Precision,
 }
 
 /// Runs `ddpm bench`.
@@ -112,6 +120,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
     if args.batch == Some(0) {
         bail!("--batch must be at least 1");
     }
+    if args.precision != Precision::F32 && args.mode == Some(BenchMode::Train) {
+        bail!(
+            "--mode train runs in f32 only (--precision {} applies to forward and sample)",
+            args.precision
+        );
+    }
     if args.burn_kernels {
         ddpm_unet::kernels::set_fast_kernels(false);
     }
@@ -119,9 +133,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     dispatch(&device, args)
 }
 
-/// The cases to run, in order.
-fn cases(mode: Option<BenchMode>, batch: Option<usize>) -> Vec<(BenchMode, usize)> {
-    match (mode, batch) {
+/// The cases to run, in order (`train` only in f32).
+fn cases(
+    mode: Option<BenchMode>,
+    batch: Option<usize>,
+    precision: Precision,
+) -> Vec<(BenchMode, usize)> {
+    let all = match (mode, batch) {
         (Some(m), Some(b)) => vec![(m, b)],
         (Some(m), None) => STANDARD_SET
             .into_iter()
@@ -132,7 +150,10 @@ fn cases(mode: Option<BenchMode>, batch: Option<usize>) -> Vec<(BenchMode, usize
             .map(|m| (m, b))
             .collect(),
         (None, None) => STANDARD_SET.to_vec(),
-    }
+    };
+    all.into_iter()
+        .filter(|&(m, _)| m != BenchMode::Train || precision == Precision::F32)
+        .collect()
 }
 
 /// Timings of one case, in milliseconds.
@@ -240,7 +261,7 @@ fn bench_forward<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let unet = config.init::<B>(device)?;
+    let unet = config.init::<B>(device)?.with_precision(args.precision)?;
     let (x, t) = inputs::<B>(config, batch, device);
     sync::<B>(device)?;
     time_it(args.warmup, args.repeats, || {
@@ -286,7 +307,7 @@ fn bench_sample<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let unet = config.init::<B>(device)?;
+    let unet = config.init::<B>(device)?.with_precision(args.precision)?;
     let schedule = NoiseSchedule::paper();
     let mut sampler = DdimSamplerConfig::new()
         .with_num_inference_steps(args.steps)
@@ -315,7 +336,7 @@ impl OnBackend for BenchArgs {
         };
         if !self.json {
             println!(
-                "ddpm bench: preset {} ({} parameters, {}×{}×{}), device {} ({}), {kernels} kernels, {} warm-up + {} timed iterations",
+                "ddpm bench: preset {} ({} parameters, {}×{}×{}), device {} ({}), {}, {kernels} kernels, {} warm-up + {} timed iterations",
                 self.preset,
                 config.num_params(),
                 config.in_channels,
@@ -323,11 +344,12 @@ impl OnBackend for BenchArgs {
                 config.sample_size,
                 self.device,
                 B::name(&device),
+                self.precision,
                 self.warmup,
                 self.repeats,
             );
         }
-        for (mode, batch) in cases(self.mode, self.batch) {
+        for (mode, batch) in cases(self.mode, self.batch, self.precision) {
             reset_peak_rss();
             let stats = match mode {
                 BenchMode::Forward => bench_forward::<B>(&config, batch, &self, &device),
@@ -348,6 +370,7 @@ impl OnBackend for BenchArgs {
                     "max_ms": stats.max_ms,
                     "peak_rss_mb": rss,
                     "kernels": kernels,
+                    "precision": self.precision.name(),
                 });
                 if mode == BenchMode::Sample {
                     line["steps"] = json!(self.steps);
@@ -391,15 +414,20 @@ mod tests {
 
     #[test]
     fn standard_set_and_filters() {
-        assert_eq!(cases(None, None), STANDARD_SET.to_vec());
+        let f32 = Precision::F32;
+        assert_eq!(cases(None, None, f32), STANDARD_SET.to_vec());
         assert_eq!(
-            cases(Some(BenchMode::Forward), None),
+            cases(Some(BenchMode::Forward), None, f32),
             vec![(BenchMode::Forward, 1), (BenchMode::Forward, 8)]
         );
-        assert_eq!(cases(None, Some(2)).len(), 3);
+        assert_eq!(cases(None, Some(2), f32).len(), 3);
         assert_eq!(
-            cases(Some(BenchMode::Train), Some(4)),
+            cases(Some(BenchMode::Train), Some(4), f32),
             vec![(BenchMode::Train, 4)]
         );
+        // Half precision: no training cases.
+        let half = cases(None, None, Precision::F16);
+        assert_eq!(half.len(), 3);
+        assert!(half.iter().all(|&(m, _)| m != BenchMode::Train));
     }
 }

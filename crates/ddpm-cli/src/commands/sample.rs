@@ -83,6 +83,10 @@ pub struct SampleArgs {
     /// Backend: flex (CPU), wgpu[:N], vulkan[:N], metal, cuda[:N] (as compiled in).
     #[arg(long, default_value = "flex")]
     pub device: String,
+    /// Float type of the U-Net: f32, f16 or bf16 (half precision is for GPU backends; the
+    /// sampler, x_t and the noise stay f32).
+    #[arg(long, default_value = "f32")]
+    pub precision: ddpm_unet::Precision,
 }
 
 /// Runs `ddpm sample` on the backend named by `--device`.
@@ -106,6 +110,7 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
     let model = ModelDir::resolve(&args.unet, args.weights)?;
     let mut pipe =
         Pipeline::<B>::load(&model, device).with_context(|| format!("loading {model}"))?;
+    pipe = pipe.with_precision(args.precision)?;
     if let Some(path) = &args.scheduler {
         pipe = pipe.with_scheduler_config_file(path)?;
     }
