@@ -1,5 +1,8 @@
 //! The Flex fast kernels (`ddpm_unet::kernels`) against Burn's own ops on random inputs:
-//! forward values, and gradients of x, the weights and the biases under `Autodiff<Flex>`.
+//! forward values, and gradients of x, the weights and the biases under `Autodiff<Flex>`
+//! (convolutions, GroupNorm + SiLU) or of q, k and v (attention). On a CPU with AVX-512 the
+//! stride-1 convolutions run the direct kernels; `src/kernels/conv.rs` also tests im2col +
+//! gemm and the direct kernels separately against f64 loops.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
@@ -88,14 +91,17 @@ fn norm<B: Backend>(groups: usize, channels: usize) -> GroupNorm<B> {
     norm
 }
 
-/// The conv shapes of the U-Nets: 3×3 same, 1×1 shortcut, stride-2 down-sampling with
-/// DDPM's (0, 0, 1, 1) padding and with symmetric padding; batch 1 (gemm-parallel) and 3
-/// (batch-parallel), an odd spatial size.
+/// The conv shapes of the U-Nets: 3×3 same (the direct kernels where the CPU has AVX-512),
+/// 1×1 shortcut, stride-2 down-sampling with DDPM's (0, 0, 1, 1) padding and with symmetric
+/// padding; batch 1 (parallel inside an image) and 3 (batch-parallel), odd sizes, channel
+/// counts off the kernels' blocks and a K = 9·20 split into two blocks; a valid 3×3.
 fn conv_cases() -> Vec<(usize, usize, usize, usize, PaddingConfig2d, [usize; 4])> {
     use PaddingConfig2d::Explicit;
     vec![
         (5, 7, 3, 1, Explicit(1, 1, 1, 1), [3, 5, 9, 7]),
         (5, 7, 3, 1, Explicit(1, 1, 1, 1), [1, 5, 8, 8]),
+        (20, 19, 3, 1, Explicit(1, 1, 1, 1), [2, 20, 6, 11]),
+        (3, 5, 3, 1, PaddingConfig2d::Valid, [2, 3, 7, 6]),
         (6, 4, 1, 1, PaddingConfig2d::Valid, [3, 6, 5, 6]),
         (4, 4, 3, 2, Explicit(0, 0, 1, 1), [2, 4, 8, 8]),
         (4, 6, 3, 2, Explicit(1, 1, 1, 1), [2, 4, 7, 9]),
@@ -226,6 +232,51 @@ fn group_norm_gradients_match_burn() {
             same_values(dx1, dx2, &format!("{what}: dx"));
             same_values(dg1, dg2, &format!("{what}: dgamma"));
             same_values(db1, db2, &format!("{what}: dbeta"));
+        }
+    }
+}
+
+#[test]
+fn attention_matches_burn() {
+    use burn::tensor::module::attention;
+    // One head of the U-Nets' shape, two heads, a batch of three.
+    for shape in [[1, 1, 49, 16], [2, 2, 9, 8], [3, 1, 5, 3]] {
+        let q: Tensor<Flex, 4> = random(shape, 31);
+        let k: Tensor<Flex, 4> = random(shape, 32);
+        let v: Tensor<Flex, 4> = random(shape, 33);
+        let burn = attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            None,
+            None,
+            Default::default(),
+        );
+        let fast = kernels::attention(q.clone(), k.clone(), v.clone());
+        same_values(fast, burn, &format!("attention {shape:?}"));
+
+        let run = |fast: bool| {
+            let [q, k, v] =
+                [&q, &k, &v].map(|t| Tensor::<Ad, 4>::from_inner(t.clone()).require_grad());
+            let o = if fast {
+                kernels::attention(q.clone(), k.clone(), v.clone())
+            } else {
+                attention(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    None,
+                    None,
+                    Default::default(),
+                )
+            };
+            let r: Tensor<Ad, 4> = Tensor::from_inner(random(shape, 34));
+            let grads = (o * r).sum().backward();
+            [q, k, v].map(|t| t.grad(&grads).unwrap())
+        };
+        let (fast, burn) = (run(true), run(false));
+        for ((a, b), name) in fast.into_iter().zip(burn).zip(["dq", "dk", "dv"]) {
+            same_values(a, b, &format!("attention {shape:?}: {name}"));
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The Flex fast path: Burn tensors of `Flex` / `Autodiff<Flex>` are unwrapped to their
 //! primitives (the backend is recognised by `TypeId`, so library code keeps its plain
-//! `B: Backend` bound), run through [`super::cpu`], and wrapped back; under autodiff the
+//! `B: Backend` bound), run through [`super::conv`], [`super::norm`] and [`super::attention`], and wrapped back; under autodiff the
 //! op is recorded with its own backward step (Burn's backend-extension mechanism:
 //! [`Backward`], [`OpsKind`]).
 
@@ -16,7 +16,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
-use super::cpu::{self, ConvGeom, NormGeom};
+use super::attention::{self, AttnGeom};
+use super::conv::{self, ConvGeom};
+use super::norm::{self, NormGeom};
 
 type Ad = Autodiff<Flex>;
 
@@ -138,7 +140,7 @@ impl Backward<Flex, 3> for ConvBackward {
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
         let ConvState { x, w, geom: g } = ops.state;
         let need = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
-        let (dx, dw, db) = cpu::conv2d_backward(&g, data(&x), data(&w), data(&dy), need);
+        let (dx, dw, db) = conv::conv2d_backward(&g, data(&x), data(&w), data(&dy), need);
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<Flex>(node.id, tensor(dx, [g.n, g.ci, g.h, g.w]));
         }
@@ -161,7 +163,7 @@ pub(super) fn conv2d<B: Backend>(
     let (xf, x_ad) = split(x);
     let (wf, w_ad) = split(weight);
     let (bf, b_ad) = split(bias);
-    let y = cpu::conv2d_forward(&geom, data(&xf), data(&wf), data(&bf));
+    let y = conv::conv2d_forward(&geom, data(&xf), data(&wf), data(&bf));
     let y = tensor(y, [geom.n, geom.co, geom.oh, geom.ow]);
     let state = ConvState { x: xf, w: wf, geom };
     record(ConvBackward, [x_ad, w_ad, b_ad], state, y)
@@ -191,7 +193,7 @@ impl Backward<Flex, 3> for NormBackward {
         let [node_x, node_g, node_b] = ops.parents;
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
         let s = ops.state;
-        let (dx, dgamma, dbeta) = cpu::group_norm_backward(
+        let (dx, dgamma, dbeta) = norm::group_norm_backward(
             &s.geom,
             data(&s.x),
             data(&dy),
@@ -223,7 +225,7 @@ pub(super) fn group_norm<B: Backend>(
     let (xf, x_ad) = split(x);
     let (gf, g_ad) = split(gamma);
     let (bf, b_ad) = split(beta);
-    let (y, mean, rstd) = cpu::group_norm_forward(&geom, data(&xf), data(&gf), data(&bf));
+    let (y, mean, rstd) = norm::group_norm_forward(&geom, data(&xf), data(&gf), data(&bf));
     let y = tensor(y, xf.shape());
     let state = NormState {
         x: xf,
@@ -234,4 +236,67 @@ pub(super) fn group_norm<B: Backend>(
         geom,
     };
     record(NormBackward, [x_ad, g_ad, b_ad], state, y)
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct AttnBackward;
+
+#[derive(Clone, Debug)]
+struct AttnState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    /// The softmax probabilities, `[bh, n, n]`.
+    s: Vec<f32>,
+    geom: AttnGeom,
+}
+
+impl Backward<Flex, 3> for AttnBackward {
+    type State = AttnState;
+
+    fn backward(self, ops: Ops<AttnState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let dout = contiguous(grads.consume::<Flex>(&ops.node));
+        let st = ops.state;
+        let (dq, dk, dv) = attention::attention_backward(
+            &st.geom,
+            data(&st.q),
+            data(&st.k),
+            data(&st.v),
+            &st.s,
+            data(&dout),
+        );
+        for (node, grad) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, tensor(grad, st.q.shape()));
+            }
+        }
+    }
+}
+
+/// softmax(Q Kᵀ / √d) V for `[batch, heads, n, d]` tensors on `Flex` / `Autodiff<Flex>`
+/// (f32, equal shapes; checked by the caller).
+pub(super) fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    geom: AttnGeom,
+) -> Tensor<B, 4> {
+    let (qf, q_ad) = split(q);
+    let (kf, k_ad) = split(k);
+    let (vf, v_ad) = split(v);
+    let (o, s) = attention::attention_forward(&geom, data(&qf), data(&kf), data(&vf));
+    let o = tensor(o, qf.shape());
+    let state = AttnState {
+        q: qf,
+        k: kf,
+        v: vf,
+        s,
+        geom,
+    };
+    record(AttnBackward, [q_ad, k_ad, v_ad], state, o)
 }
