@@ -237,6 +237,58 @@ fn group_norm_gradients_match_burn() {
 }
 
 #[test]
+fn fused_conv_additions_and_cat_match_burn() {
+    use PaddingConfig2d::Explicit;
+    // A stride-1 3×3 (the direct kernels) and a stride-2 one (im2col + gemm).
+    for (stride, [oh, ow]) in [(1, [9, 7]), (2, [5, 4])] {
+        let c = conv::<Ad>(5, 7, 3, stride, Explicit(1, 1, 1, 1));
+        let x: Tensor<Flex, 4> = random([3, 5, 9, 7], 41);
+        let shift: Tensor<Flex, 2> = random([3, 7], 42);
+        let res: Tensor<Flex, 4> = random([3, 7, oh, ow], 43);
+        let r: Tensor<Flex, 4> = random([3, 14, oh, ow], 44);
+        let run = |fast: bool| {
+            let x = Tensor::<Ad, 4>::from_inner(x.clone()).require_grad();
+            let s = Tensor::<Ad, 2>::from_inner(shift.clone()).require_grad();
+            let res = Tensor::<Ad, 4>::from_inner(res.clone()).require_grad();
+            let y = if fast {
+                kernels::cat_channels(
+                    kernels::conv2d_shifted(&c, x.clone(), s.clone()),
+                    kernels::conv2d_residual(&c, x.clone(), res.clone()),
+                )
+            } else {
+                Tensor::cat(
+                    vec![
+                        c.forward(x.clone()) + s.clone().reshape([3, 7, 1, 1]),
+                        c.forward(x.clone()) + res.clone(),
+                    ],
+                    1,
+                )
+            };
+            let grads = (y.clone() * Tensor::from_inner(r.clone())).sum().backward();
+            let w = c.weight.val().grad(&grads).unwrap();
+            let b = c.bias.as_ref().unwrap().val().grad(&grads).unwrap();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                s.grad(&grads).unwrap(),
+                res.grad(&grads).unwrap(),
+                w,
+                b,
+            )
+        };
+        let (y1, dx1, ds1, dr1, dw1, db1) = run(true);
+        let (y2, dx2, ds2, dr2, dw2, db2) = run(false);
+        let what = format!("stride {stride}");
+        same_values(y1, y2, &format!("{what}: y"));
+        same_values(dx1, dx2, &format!("{what}: dx"));
+        same_values(ds1, ds2, &format!("{what}: dshift"));
+        same_values(dr1, dr2, &format!("{what}: dresidual"));
+        same_values(dw1, dw2, &format!("{what}: dW"));
+        same_values(db1, db2, &format!("{what}: db"));
+    }
+}
+
+#[test]
 fn attention_matches_burn() {
     use burn::tensor::module::attention;
     // One head of the U-Nets' shape, two heads, a batch of three.

@@ -158,13 +158,41 @@ fn col2im(g: &ConvGeom, cols: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// Convolution forward: `y[n][o] = b[o] + Σ W[o]·im2col(x[n])`, shape `[n, co, oh, ow]`.
-pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+/// What the output pass of a convolution adds besides the bias.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Add<'a> {
+    /// Nothing.
+    None,
+    /// A per-(image, channel) shift `[n, co]` (a residual block's time embedding).
+    Shift(&'a [f32]),
+    /// A tensor of the output's shape `[n, co, oh, ow]` (a residual connection).
+    Residual(&'a [f32]),
+}
+
+impl Add<'_> {
+    /// The constant added to output channel `o` of image `img` (bias and shift).
+    pub(crate) fn offset(&self, bias: &[f32], co: usize, img: usize, o: usize) -> f32 {
+        match self {
+            Add::Shift(s) => bias[o] + s[img * co + o],
+            _ => bias[o],
+        }
+    }
+}
+
+/// Convolution forward: `y[n][o] = b[o] + Σ W[o]·im2col(x[n])` (+ `add`), shape
+/// `[n, co, oh, ow]`.
+pub(crate) fn conv2d_forward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    add: Add<'_>,
+) -> Vec<f32> {
     #[cfg(target_arch = "x86_64")]
     if use_direct(g) {
-        return super::direct::conv2d_forward(g, x, w, bias);
+        return super::direct::conv2d_forward(g, x, w, bias, add);
     }
-    im2col_forward(g, x, w, bias)
+    im2col_forward(g, x, w, bias, add)
 }
 
 /// Whether the direct kernels serve `g` (switched on, AVX-512, stride 1, …).
@@ -174,7 +202,7 @@ fn use_direct(g: &ConvGeom) -> bool {
 }
 
 /// [`conv2d_forward`] through im2col + gemm (any geometry).
-fn im2col_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+fn im2col_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32], add: Add<'_>) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let mut y = vec![0f32; g.n * g.co * p];
     if y.is_empty() {
@@ -197,8 +225,17 @@ fn im2col_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> 
                 im2col(g, xn, cols);
                 cols.as_slice()
             };
-            for (row, &bo) in yn.chunks_exact_mut(p).zip(bias) {
-                row.fill(bo);
+            for (o, row) in yn.chunks_exact_mut(p).enumerate() {
+                let b = add.offset(bias, g.co, img, o);
+                match add {
+                    Add::Residual(r) => {
+                        let src = &r[(img * g.co + o) * p..][..p];
+                        for (d, &v) in row.iter_mut().zip(src) {
+                            *d = v + b;
+                        }
+                    }
+                    _ => row.fill(b),
+                }
             }
             let rv = View {
                 data: rhs,
@@ -223,12 +260,11 @@ pub(crate) fn conv2d_backward(
     need: [bool; 3],
 ) -> ConvGrads {
     let [need_dx, need_dw, need_db] = need;
-    let p = g.p();
     let db = need_db.then(|| {
         let mut db = vec![0f32; g.co];
-        for dyn_ in dy.chunks_exact(g.co * p) {
-            for (d, row) in db.iter_mut().zip(dyn_.chunks_exact(p)) {
-                *d += row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+        for row in channel_sums(g, dy).chunks_exact(g.co) {
+            for (d, v) in db.iter_mut().zip(row) {
+                *d += v;
             }
         }
         db
@@ -244,6 +280,18 @@ pub(crate) fn conv2d_backward(
     }
     let (dx, dw) = im2col_backward(g, x, w, dy, need_dx, need_dw);
     (dx, dw, db)
+}
+
+/// `Σ_{oy,ox} dy[n][o][oy][ox]` per image and channel, `[n, co]` (the gradient of a
+/// [`Add::Shift`]; summed over the batch, the bias gradient).
+pub(crate) fn channel_sums(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
+    let p = g.p();
+    if p == 0 {
+        return vec![0f32; g.n * g.co];
+    }
+    dy.par_chunks(p)
+        .map(|row| row.iter().map(|&v| v as f64).sum::<f64>() as f32)
+        .collect()
 }
 
 /// `(dx, dW)` of [`conv2d_forward`] through im2col + gemm; at least one is asked for.
@@ -481,10 +529,48 @@ mod tests {
         cases.push(geom(2, 4, 4, [8, 8], [3, 3], [2, 2], [0, 0, 1, 1]));
         cases.push(geom(1, 4, 6, [7, 9], [3, 3], [2, 2], [1, 1, 1, 1]));
         for g in cases {
-            check_conv_impl(&g, im2col_forward, |g, x, w, dy| {
-                let (dx, dw) = im2col_backward(g, x, w, dy, true, true);
-                (dx.unwrap(), dw.unwrap())
-            });
+            check_conv_impl(
+                &g,
+                |g, x, w, b| im2col_forward(g, x, w, b, Add::None),
+                |g, x, w, dy| {
+                    let (dx, dw) = im2col_backward(g, x, w, dy, true, true);
+                    (dx.unwrap(), dw.unwrap())
+                },
+            );
+        }
+    }
+
+    /// Both forward paths with a per-(image, channel) shift and with a residual added.
+    #[test]
+    fn output_pass_adds_shift_and_residual() {
+        let g = geom(2, 3, 5, [6, 7], [3, 3], [1, 1], [1, 1, 1, 1]);
+        let (x, wt, b) = (
+            values(g.n * g.image_len(), 1),
+            values(g.co * g.k(), 2),
+            values(g.co, 3),
+        );
+        let shift = values(g.n * g.co, 5);
+        let res = values(g.n * g.co * g.p(), 6);
+        let plain = conv_naive(&g, &x, &wt, &b);
+        let with_shift: Vec<f64> = plain
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + shift[i / g.p()] as f64)
+            .collect();
+        let with_res: Vec<f64> = plain.iter().zip(&res).map(|(v, &r)| v + r as f64).collect();
+        let mut paths: Vec<(
+            &str,
+            fn(&ConvGeom, &[f32], &[f32], &[f32], Add<'_>) -> Vec<f32>,
+        )> = vec![("im2col", im2col_forward)];
+        #[cfg(target_arch = "x86_64")]
+        if super::super::direct::available() {
+            paths.push(("direct", super::super::direct::conv2d_forward));
+        }
+        for (name, forward) in paths {
+            let err = rel_err(&forward(&g, &x, &wt, &b, Add::Shift(&shift)), &with_shift);
+            assert!(err < 2e-5, "{name} shift: {err:e}");
+            let err = rel_err(&forward(&g, &x, &wt, &b, Add::Residual(&res)), &with_res);
+            assert!(err < 2e-5, "{name} residual: {err:e}");
         }
     }
 
@@ -498,12 +584,16 @@ mod tests {
         }
         for g in stride1_geoms() {
             assert!(direct::applies(&g), "{g:?}");
-            check_conv_impl(&g, direct::conv2d_forward, |g, x, w, dy| {
-                (
-                    direct::conv2d_input_grad(g, w, dy),
-                    direct::conv2d_weight_grad(g, x, dy),
-                )
-            });
+            check_conv_impl(
+                &g,
+                |g, x, w, b| direct::conv2d_forward(g, x, w, b, Add::None),
+                |g, x, w, dy| {
+                    (
+                        direct::conv2d_input_grad(g, w, dy),
+                        direct::conv2d_weight_grad(g, x, dy),
+                    )
+                },
+            );
         }
     }
 
@@ -548,7 +638,7 @@ mod tests {
             let x = values(n * ci * h * w, 1);
             let wt = values(co * ci * kh * kw, 2);
             let b = values(co, 3);
-            let got = conv2d_forward(&g, &x, &wt, &b);
+            let got = conv2d_forward(&g, &x, &wt, &b, Add::None);
             let want = conv_naive(&g, &x, &wt, &b);
             for (a, e) in got.iter().zip(&want) {
                 assert!((*a as f64 - e).abs() < 1e-5, "{g:?}: {a} vs {e}");

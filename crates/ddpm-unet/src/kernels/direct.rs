@@ -14,17 +14,16 @@
 //! - dx: the same kernel on the zero-padded dy with the flipped, transposed weights (the
 //!   adjoint of a stride-1 correlation is the full correlation with the flipped kernel);
 //! - dW: `dW[o][(c,i,j)] = Σ_n Σ_q dy_grid[o][q] · xpad[c][q + i·wp + j]`, 4 output channels
-//!   × 6 rows `(c, i, j)` per micro-kernel, accumulated along q in 16 lanes over the whole
-//!   batch and reduced once.
+//!   × 6 rows `(c, i, j)` per micro-kernel, accumulated along q in 16 lanes, a few images at
+//!   a time (so the 4 dy rows stay in L1 while all rows (c, i, j) pass), and reduced once.
 
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps,
-    _mm512_setzero_ps, _mm512_storeu_ps,
+    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
 
-use super::conv::ConvGeom;
+use super::conv::{Add, ConvGeom};
 
 /// Output channels per forward micro-kernel.
 const MR: usize = 8;
@@ -178,6 +177,7 @@ fn correlate(
     xpad: &[f32],
     a: &[f32],
     bias: Option<&[f32]>,
+    add: Add<'_>,
 ) -> Vec<f32> {
     let (oh, ow, wp) = (grid.oh, grid.ow, grid.wp);
     let k = grid.c * grid.kh * grid.kw;
@@ -254,13 +254,28 @@ fn correlate(
                     }
                 }
             }
-            // Drop the grid's extra columns; add the bias.
+            // Drop the grid's extra columns; add the bias, shift or residual.
             for (oc, dst) in out.chunks_exact_mut(oh * ow).enumerate() {
+                let o = o0 + oc;
                 let src = &acc[oc * strip_end..];
-                let b = bias.map_or(0.0, |b| b[o0 + oc]);
+                let b = bias.map_or(0.0, |b| add.offset(b, co, img, o));
+                let res = match add {
+                    Add::Residual(r) => Some(&r[(img * co + o) * oh * ow..][..oh * ow]),
+                    _ => None,
+                };
                 for (oy, row) in dst.chunks_exact_mut(ow).enumerate() {
-                    for (d, &s) in row.iter_mut().zip(&src[oy * wp..oy * wp + ow]) {
-                        *d = s + b;
+                    let s = &src[oy * wp..oy * wp + ow];
+                    match res {
+                        Some(r) => {
+                            for ((d, &s), &r) in row.iter_mut().zip(s).zip(&r[oy * ow..]) {
+                                *d = s + b + r;
+                            }
+                        }
+                        None => {
+                            for (d, &s) in row.iter_mut().zip(s) {
+                                *d = s + b;
+                            }
+                        }
                     }
                 }
             }
@@ -327,12 +342,18 @@ unsafe fn fwd_tile<const NV: usize>(
     }
 }
 
-/// Stride-1 convolution forward with bias, `[n, co, oh, ow]`.
-pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+/// Stride-1 convolution forward with bias (and `add`), `[n, co, oh, ow]`.
+pub(crate) fn conv2d_forward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    add: Add<'_>,
+) -> Vec<f32> {
     let grid = Grid::new(g.ci, g.h, g.w, g.kh, g.kw, g.pt, g.pl, g.oh, g.ow);
     let xpad = grid.pad(x, g.n);
     let a = pack_weights(w, g.co, g.k());
-    correlate(&grid, g.n, g.co, &xpad, &a, Some(bias))
+    correlate(&grid, g.n, g.co, &xpad, &a, Some(bias), add)
 }
 
 /// `dx` of a stride-1 convolution: the full correlation of `dy` with the flipped kernel,
@@ -365,7 +386,7 @@ pub(crate) fn conv2d_input_grad(g: &ConvGeom, w: &[f32], dy: &[f32]) -> Vec<f32>
     }
     let dypad = grid.pad(dy, g.n);
     let a = pack_weights(&wt, g.ci, g.co * taps);
-    correlate(&grid, g.n, g.ci, &dypad, &a, None)
+    correlate(&grid, g.n, g.ci, &dypad, &a, None, Add::None)
 }
 
 /// `dW[o][(c,i,j)] = Σ_n Σ_{oy,ox} dy[n][o][oy][ox] · x[n][c][oy + i − pt][ox + j − pl]`.
@@ -390,50 +411,88 @@ pub(crate) fn conv2d_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32
     let mut koff = grid.row_offsets();
     let k_pad = k.next_multiple_of(WS);
     koff.resize(k_pad, 0);
-    let mut dw = vec![0f32; co_pad * k_pad];
     let (xp, dp) = (Ptr(xpad.as_ptr()), Ptr(dyg.as_ptr()));
     let (x_img, dy_img) = (grid.c * grid.plane, co_pad * qlen);
-    dw.par_chunks_mut(WR * k_pad)
-        .enumerate()
-        .for_each(|(ob, out)| {
+    // Images per pass: a block's WR dy rows for `chunk` images (≤ 16 KiB) stay in L1 while
+    // every tile of the block's row of dW passes over them.
+    let chunk = (4096 / (WR * qlen)).clamp(1, g.n.max(1));
+    // Work items: (output block, range of tiles); blocks alone may be too few for the pool.
+    let blocks = co_pad / WR;
+    let tiles = k_pad / WS;
+    let threads = rayon::current_num_threads().max(1);
+    let parts = (2 * threads).div_ceil(blocks).min(tiles).max(1);
+    let per_part = tiles.div_ceil(parts);
+    let items: Vec<(usize, usize, usize)> = (0..blocks)
+        .flat_map(|ob| {
+            (0..parts).filter_map(move |p| {
+                let t0 = p * per_part;
+                (t0 < tiles).then(|| (ob, t0, (t0 + per_part).min(tiles)))
+            })
+        })
+        .collect();
+    let results: Vec<(usize, usize, Vec<f32>)> = items
+        .into_par_iter()
+        .map(|(ob, t0, t1)| {
             let (xp, dp) = (xp, dp);
-            for k0 in (0..k_pad).step_by(WS) {
-                let mut tile = [[0f32; WS]; WR];
-                // SAFETY: AVX-512 is present (`applies`); rows `ob·WR + r` of every image's
-                // dy grid hold `qlen` floats; `xpad + koff[k0 + s]` reads `qlen` floats per
-                // image inside the plane's slack.
-                unsafe {
-                    dw_tile(
-                        g.n,
-                        qlen,
-                        dp.0.add(ob * WR * qlen),
-                        dy_img,
-                        xp.0,
-                        x_img,
-                        &koff[k0..k0 + WS],
-                        &mut tile,
-                    );
-                }
-                for (r, row) in tile.iter().enumerate() {
-                    out[r * k_pad + k0..][..WS].copy_from_slice(row);
+            // 16-lane partial sums of every tile of the item, reduced once at the end.
+            let mut part = vec![0f32; (t1 - t0) * WR * WS * 16];
+            for img0 in (0..g.n).step_by(chunk) {
+                let imgs = chunk.min(g.n - img0);
+                for (t, acc) in (t0..t1).zip(part.chunks_exact_mut(WR * WS * 16)) {
+                    // SAFETY: AVX-512 is present (`applies`); rows `ob·WR + r` of images
+                    // img0.. of the dy grid hold `qlen` floats; `xpad + koff[·]` reads `qlen`
+                    // floats per image inside the plane's slack; `acc` holds WR·WS·16 floats.
+                    unsafe {
+                        dw_tile(
+                            imgs,
+                            qlen,
+                            dp.0.add(img0 * dy_img + ob * WR * qlen),
+                            dy_img,
+                            xp.0.add(img0 * x_img),
+                            x_img,
+                            &koff[t * WS..(t + 1) * WS],
+                            acc.as_mut_ptr(),
+                            img0 > 0,
+                        );
+                    }
                 }
             }
-        });
-    // Drop the padding rows and columns.
-    let mut out = Vec::with_capacity(g.co * k);
-    for row in dw.chunks_exact(k_pad).take(g.co) {
-        out.extend_from_slice(&row[..k]);
+            let sums = part
+                .chunks_exact(16)
+                .map(|lanes| lanes.iter().sum())
+                .collect();
+            (ob, t0, sums)
+        })
+        .collect();
+    // Lay the tiles out as dW[o][k], dropping the padding rows and columns.
+    let mut dw = vec![0f32; g.co * k];
+    for (ob, t0, sums) in results {
+        for (ti, tile) in sums.chunks_exact(WR * WS).enumerate() {
+            for r in 0..WR {
+                let o = ob * WR + r;
+                if o >= g.co {
+                    break;
+                }
+                for s in 0..WS {
+                    let kk = (t0 + ti) * WS + s;
+                    if kk < k {
+                        dw[o * k + kk] = tile[r * WS + s];
+                    }
+                }
+            }
+        }
     }
-    out
+    dw
 }
 
-/// `tile[r][s] = Σ_img Σ_{q<qlen} dy[img][r][q] · x[img][koff[s] + q]`.
+/// `acc[r][s] (+)= Σ_img Σ_{q<qlen} dy[img][r][q] · x[img][koff[s] + q]` in 16 lanes
+/// (`acc` is `[WR][WS][16]`; its old values are kept if `accumulate`).
 ///
 /// # Safety
 ///
 /// AVX-512F must be available; for every `img < n`, `dy + img·dy_img + r·qlen` holds `qlen`
 /// floats for r < WR and `x + img·x_img + koff[s]` `qlen` floats for s < WS; `qlen` is a
-/// multiple of 16.
+/// multiple of 16; `acc` holds `WR·WS·16` floats.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn dw_tile(
@@ -444,10 +503,18 @@ unsafe fn dw_tile(
     x: *const f32,
     x_img: usize,
     koff: &[usize],
-    tile: &mut [[f32; WS]; WR],
+    acc_out: *mut f32,
+    accumulate: bool,
 ) {
     unsafe {
         let mut acc: [[__m512; WS]; WR] = [[_mm512_setzero_ps(); WS]; WR];
+        if accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (s, a) in row.iter_mut().enumerate() {
+                    *a = _mm512_loadu_ps(acc_out.add((r * WS + s) * 16));
+                }
+            }
+        }
         let off: [usize; WS] = std::array::from_fn(|s| koff[s]);
         for img in 0..n {
             let d = dy.add(img * dy_img);
@@ -463,9 +530,9 @@ unsafe fn dw_tile(
                 }
             }
         }
-        for r in 0..WR {
-            for s in 0..WS {
-                tile[r][s] = _mm512_reduce_add_ps(acc[r][s]);
+        for (r, row) in acc.iter().enumerate() {
+            for (s, a) in row.iter().enumerate() {
+                _mm512_storeu_ps(acc_out.add((r * WS + s) * 16), *a);
             }
         }
     }

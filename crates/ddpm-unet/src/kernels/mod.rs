@@ -31,6 +31,8 @@ mod direct;
 #[cfg(feature = "flex")]
 mod flex;
 #[cfg(feature = "flex")]
+mod layout;
+#[cfg(feature = "flex")]
 mod matmul;
 #[cfg(feature = "flex")]
 mod norm;
@@ -123,10 +125,88 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     {
         let weight = conv.weight.val();
         if weight.dtype() == x.dtype() && bias.dtype() == x.dtype() {
-            return flex::conv2d(x, weight, bias, geom);
+            return flex::conv2d(x, weight, bias, geom, flex::ConvAdd::None);
         }
     }
     conv.forward(x)
+}
+
+/// `conv.forward(x) + shift` with `shift` broadcast over the output positions (a residual
+/// block's time embedding), the addition fused into the Flex kernel's output pass where it
+/// applies.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels_in, h, w]`
+/// - `shift`: `[batch, channels_out]`
+/// - output: `[batch, channels_out, h_out, w_out]`
+pub fn conv2d_shifted<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    shift: Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if let Some(geom) = fast_conv_geometry(conv, &x)
+        && let Some(bias) = conv.bias.as_ref().map(|b| b.val())
+    {
+        let weight = conv.weight.val();
+        let dtypes = [weight.dtype(), bias.dtype(), shift.dtype()];
+        if dtypes.iter().all(|&d| d == x.dtype()) && shift.dims() == [geom.n, geom.co] {
+            return flex::conv2d(x, weight, bias, geom, flex::ConvAdd::Shift(shift));
+        }
+    }
+    let [n, c] = shift.dims();
+    conv.forward(x) + shift.reshape([n, c, 1, 1])
+}
+
+/// `conv.forward(x) + residual`, the addition fused into the Flex kernel's output pass where
+/// it applies.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels_in, h, w]`
+/// - `residual`, output: `[batch, channels_out, h_out, w_out]`
+pub fn conv2d_residual<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    residual: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if let Some(geom) = fast_conv_geometry(conv, &x)
+        && let Some(bias) = conv.bias.as_ref().map(|b| b.val())
+    {
+        let weight = conv.weight.val();
+        let dtypes = [weight.dtype(), bias.dtype(), residual.dtype()];
+        if dtypes.iter().all(|&d| d == x.dtype())
+            && residual.dims() == [geom.n, geom.co, geom.oh, geom.ow]
+        {
+            return flex::conv2d(x, weight, bias, geom, flex::ConvAdd::Residual(residual));
+        }
+    }
+    conv.forward(x) + residual
+}
+
+/// `Tensor::cat(vec![a, b], 1)`: the channels of `b` after those of `a`. On Flex the
+/// gradients come back contiguous (Burn's are strided views of the output gradient, which
+/// later gradient sums walk element by element).
+///
+/// # Shapes
+///
+/// - `a`: `[batch, ca, h, w]`, `b`: `[batch, cb, h, w]`
+/// - output: `[batch, ca + cb, h, w]`
+pub fn cat_channels<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    {
+        let ([n, _, h, w], [nb, _, hb, wb]) = (a.dims(), b.dims());
+        if fast_kernels_apply::<B>()
+            && a.dtype() == burn::tensor::DType::F32
+            && b.dtype() == a.dtype()
+            && (n, h, w) == (nb, hb, wb)
+        {
+            return flex::cat_channels(a, b);
+        }
+    }
+    Tensor::cat(vec![a, b], 1)
 }
 
 /// The geometry of `conv` applied to `x` if the fast kernel serves it.
