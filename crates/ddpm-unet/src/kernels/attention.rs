@@ -57,6 +57,60 @@ fn transposed(data: &[f32], cols: usize) -> View<'_> {
     }
 }
 
+/// f32 lanes of the row reductions below (one AVX-512 register).
+const LANES: usize = 16;
+
+/// `(max, Σ)`-style reduction of a row in [`LANES`] lanes: `fold(acc, x)` per element,
+/// `merge` over the lanes and the tail.
+#[inline(always)]
+fn lane_reduce(row: &[f32], init: f32, fold: impl Fn(f32, f32) -> f32 + Copy) -> f32 {
+    let mut acc = [init; LANES];
+    let chunks = row.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = fold(*a, x);
+        }
+    }
+    acc.iter().chain(rest).fold(init, |a, &x| fold(a, x))
+}
+
+simd::multiversion! {
+    /// Row-wise softmax of `scale·x`, in place, for rows of `n`.
+    fn softmax_rows(s: &mut [f32], n: usize, scale: f32) {
+        for row in s.chunks_exact_mut(n) {
+            let max = lane_reduce(row, f32::NEG_INFINITY, f32::max);
+            for x in row.iter_mut() {
+                *x = simd::exp((*x - max) * scale);
+            }
+            let inv = 1.0 / lane_reduce(row, 0.0, |a, x| a + x);
+            for x in row.iter_mut() {
+                *x *= inv;
+            }
+        }
+    }
+}
+
+simd::multiversion! {
+    /// `dP = scale · S ∘ (dS − rowsum(dS ∘ S))` in place of `dS`, for rows of `n`.
+    fn softmax_backward_rows(ds: &mut [f32], s: &[f32], n: usize, scale: f32) {
+        for (dr, sr) in ds.chunks_exact_mut(n).zip(s.chunks_exact(n)) {
+            let mut acc = [0f32; LANES];
+            let (dc, sc) = (dr.chunks_exact(LANES), sr.chunks_exact(LANES));
+            let tail: f32 = dc.remainder().iter().zip(sc.remainder()).map(|(a, b)| a * b).sum();
+            for (dv, sv) in dc.zip(sc) {
+                for i in 0..LANES {
+                    acc[i] += dv[i] * sv[i];
+                }
+            }
+            let dot = acc.iter().sum::<f32>() + tail;
+            for (x, &p) in dr.iter_mut().zip(sr) {
+                *x = scale * p * (*x - dot);
+            }
+        }
+    }
+}
+
 /// `(O, S)`: the output `[bh, n, d]` and the probabilities `[bh, n, n]` kept for the backward.
 pub(crate) fn attention_forward(
     g: &AttnGeom,
@@ -82,20 +136,7 @@ pub(crate) fn attention_forward(
                 &v[i * n * d..][..n * d],
             );
             matmul(n, n, d, sb, rows(qb, d), transposed(kb, d), false, par);
-            simd::vectorized(|| {
-                for row in sb.chunks_exact_mut(n) {
-                    let max = row.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x));
-                    let mut sum = 0f32;
-                    for x in row.iter_mut() {
-                        *x = simd::exp((*x - max) * scale);
-                        sum += *x;
-                    }
-                    let inv = 1.0 / sum;
-                    for x in row.iter_mut() {
-                        *x *= inv;
-                    }
-                }
-            });
+            softmax_rows(sb, n, scale);
             matmul(n, d, n, ob, rows(sb, n), rows(vb, d), false, par);
         });
     (o, s)
@@ -132,14 +173,7 @@ pub(crate) fn attention_backward(
                 matmul(n, d, n, dvb, transposed(sb, n), rows(gb, d), false, par);
                 matmul(n, n, d, dp, rows(gb, d), transposed(vb, d), false, par);
                 // dP = s · S ∘ (dS − rowsum(dS ∘ S)), in place.
-                simd::vectorized(|| {
-                    for (dr, sr) in dp.chunks_exact_mut(n).zip(sb.chunks_exact(n)) {
-                        let dot: f32 = dr.iter().zip(sr).map(|(a, b)| a * b).sum();
-                        for (x, &p) in dr.iter_mut().zip(sr) {
-                            *x = scale * p * (*x - dot);
-                        }
-                    }
-                });
+                softmax_backward_rows(dp, sb, n, scale);
                 // dQ = dP K, dK = dPᵀ Q.
                 matmul(n, d, n, dqb, rows(dp, n), rows(kb, d), false, par);
                 matmul(n, d, n, dkb, transposed(dp, n), rows(qb, d), false, par);
