@@ -22,7 +22,7 @@ fn main() -> Result<()> {
     let (m, s) = (0.3f64, 0.5f64);
 
     // Your model: anything `Fn(x_t, t) -> prediction` is a `Denoiser`.
-    let alpha_bar: Vec<f64> = schedule.alphas_cumprod().to_vec();
+    let alpha_bar: Vec<f64> = schedule.alpha_bar().to_vec();
     let model = |x_t: Tensor<B, 4>, t: Tensor<B, 1, Int>| {
         // All samples share one timestep in a sampling loop; read it once.
         let t = t.into_data().convert::<i64>().to_vec::<i64>().unwrap()[0] as usize;

@@ -18,7 +18,7 @@ const BATCH: usize = 16;
 fn bench_sampler(c: &mut Criterion, name: &str, mut sampler: impl Sampler<Backend>) {
     let device = Default::default();
     let config = preset(PRESET);
-    let unet = config.try_init::<Backend>(&device).expect("valid preset");
+    let unet = config.init::<Backend>(&device).expect("valid preset");
     let (x_t, _, _) = inputs::<Backend>(&config, BATCH, &device);
     let model = |x: Tensor<Backend, 4>, t: Tensor<Backend, 1, Int>| unet.forward(x, t);
     let mut group = c.benchmark_group(format!("{PRESET}_sample"));

@@ -29,7 +29,7 @@ fn unet(c: &mut Criterion) {
             .sample_size(10)
             .warm_up_time(Duration::from_secs(1))
             .measurement_time(Duration::from_secs(5));
-        let unet = config.try_init::<Backend>(&device).expect("valid preset");
+        let unet = config.init::<Backend>(&device).expect("valid preset");
         for &batch in forward_batches {
             let (x, t, _) = inputs::<Backend>(&config, batch, &device);
             group.throughput(Throughput::Elements(batch as u64));
@@ -38,7 +38,7 @@ fn unet(c: &mut Criterion) {
             });
         }
         for &batch in train_batches {
-            let mut model = Some(config.try_init::<Ad>(&device).expect("valid preset"));
+            let mut model = Some(config.init::<Ad>(&device).expect("valid preset"));
             let mut optim = AdamConfig::new().init();
             let (x, t, eps) = inputs::<Ad>(&config, batch, &device);
             group.throughput(Throughput::Elements(batch as u64));

@@ -6,7 +6,7 @@
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
 use ddpm_schedule::NoiseSchedule;
 
-use crate::{Coef, NoiseLevel};
+use crate::{Coef, NoiseLevel, ReverseCoefficients, posterior_mean};
 
 /// A schedule table that [`ForwardProcess`] keeps on the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,11 +15,11 @@ pub enum Table {
     /// β_t.
     Betas,
     /// ᾱ_t.
-    AlphasCumprod,
+    AlphaBar,
     /// √ᾱ_t.
-    SqrtAlphasCumprod,
+    SqrtAlphaBar,
     /// √(1 − ᾱ_t).
-    SqrtOneMinusAlphasCumprod,
+    SqrtOneMinusAlphaBar,
     /// μ̃_t's coefficient of x₀ (Eq. 7).
     PosteriorMeanCoef1,
     /// μ̃_t's coefficient of x_t (Eq. 7).
@@ -34,9 +34,9 @@ pub enum Table {
 
 const TABLES: [Table; 9] = [
     Table::Betas,
-    Table::AlphasCumprod,
-    Table::SqrtAlphasCumprod,
-    Table::SqrtOneMinusAlphasCumprod,
+    Table::AlphaBar,
+    Table::SqrtAlphaBar,
+    Table::SqrtOneMinusAlphaBar,
     Table::PosteriorMeanCoef1,
     Table::PosteriorMeanCoef2,
     Table::PosteriorVariance,
@@ -47,9 +47,9 @@ const TABLES: [Table; 9] = [
 fn host_table(schedule: &NoiseSchedule, table: Table) -> &[f64] {
     match table {
         Table::Betas => schedule.betas(),
-        Table::AlphasCumprod => schedule.alphas_cumprod(),
-        Table::SqrtAlphasCumprod => schedule.sqrt_alphas_cumprod(),
-        Table::SqrtOneMinusAlphasCumprod => schedule.sqrt_one_minus_alphas_cumprod(),
+        Table::AlphaBar => schedule.alpha_bar(),
+        Table::SqrtAlphaBar => schedule.sqrt_alpha_bar(),
+        Table::SqrtOneMinusAlphaBar => schedule.sqrt_one_minus_alpha_bar(),
         Table::PosteriorMeanCoef1 => schedule.posterior_mean_coef1(),
         Table::PosteriorMeanCoef2 => schedule.posterior_mean_coef2(),
         Table::PosteriorVariance => schedule.posterior_variance(),
@@ -72,7 +72,8 @@ pub struct Posterior<B: Backend, const D: usize> {
 /// A [`NoiseSchedule`]'s tables uploaded once to a device, for per-sample timesteps.
 ///
 /// Timesteps are 0-based (`t = 0` is the paper's t = 1), one per sample: an `Int` tensor of
-/// shape `[batch]`. The `f64` tables are cast to the backend's float type on upload.
+/// shape `[batch]`, always the last argument (as in diffusers' `add_noise(x0, noise, t)`).
+/// The `f64` tables are cast to the backend's float type on upload.
 ///
 /// # Example
 /// ```
@@ -86,7 +87,7 @@ pub struct Posterior<B: Backend, const D: usize> {
 /// let x0 = Tensor::<Flex, 4>::ones([2, 1, 4, 4], &device);
 /// let eps = Tensor::<Flex, 4>::zeros([2, 1, 4, 4], &device);
 /// let t = Tensor::<Flex, 1, Int>::from_ints([0, 999], &device);
-/// let x_t = fp.q_sample(x0, t, eps); // √ᾱ_t for each sample
+/// let x_t = fp.q_sample(x0, eps, t); // √ᾱ_t for each sample
 /// assert_eq!(x_t.dims(), [2, 1, 4, 4]);
 /// ```
 #[derive(Debug, Clone)]
@@ -149,14 +150,13 @@ impl<B: Backend> ForwardProcess<B> {
     /// The noise level ᾱ_t per sample.
     pub fn noise_level<const D: usize>(&self, t: Tensor<B, 1, Int>) -> NoiseLevel<B, D> {
         NoiseLevel {
-            sqrt_alpha_bar: Coef::PerSample(self.gather(Table::SqrtAlphasCumprod, t.clone())),
-            sqrt_one_minus_alpha_bar: Coef::PerSample(
-                self.gather(Table::SqrtOneMinusAlphasCumprod, t),
-            ),
+            sqrt_alpha_bar: Coef::PerSample(self.gather(Table::SqrtAlphaBar, t.clone())),
+            sqrt_one_minus_alpha_bar: Coef::PerSample(self.gather(Table::SqrtOneMinusAlphaBar, t)),
         }
     }
 
-    /// x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε   (Ho et al. 2020, Eq. 4)
+    /// x_t = √ᾱ_t · x₀ + √(1 − ᾱ_t) · ε   (Ho et al. 2020, Eq. 4); diffusers' `add_noise`, with
+    /// the same argument order (timesteps last, as every method here).
     ///
     /// # Shapes
     /// `x_0`, `eps`: `[batch, …]`; `t`: `[batch]`.
@@ -164,21 +164,11 @@ impl<B: Backend> ForwardProcess<B> {
     pub fn q_sample<const D: usize>(
         &self,
         x_0: Tensor<B, D>,
-        t: Tensor<B, 1, Int>,
         eps: Tensor<B, D>,
+        t: Tensor<B, 1, Int>,
     ) -> Tensor<B, D> {
         check_batch(&x_0, &t);
         self.noise_level(t).q_sample(x_0, eps)
-    }
-
-    /// diffusers' name for [`ForwardProcess::q_sample`].
-    pub fn add_noise<const D: usize>(
-        &self,
-        x_0: Tensor<B, D>,
-        eps: Tensor<B, D>,
-        t: Tensor<B, 1, Int>,
-    ) -> Tensor<B, D> {
-        self.q_sample(x_0, t, eps)
     }
 
     /// q(x_{t−1} | x_t, x₀): μ̃_t = coef1 · x₀ + coef2 · x_t, β̃_t   (Eqs. 6–7)
@@ -189,12 +179,29 @@ impl<B: Backend> ForwardProcess<B> {
         t: Tensor<B, 1, Int>,
     ) -> Posterior<B, D> {
         check_batch(&x_t, &t);
-        let c1: Tensor<B, D> = self.gather(Table::PosteriorMeanCoef1, t.clone());
-        let c2: Tensor<B, D> = self.gather(Table::PosteriorMeanCoef2, t.clone());
+        let c1 = Coef::PerSample(self.gather(Table::PosteriorMeanCoef1, t.clone()));
+        let c2 = Coef::PerSample(self.gather(Table::PosteriorMeanCoef2, t.clone()));
         Posterior {
-            mean: x_0 * c1 + x_t * c2,
+            mean: posterior_mean(&c1, &c2, x_0, x_t),
             variance: self.gather(Table::PosteriorVariance, t.clone()),
             log_variance: self.gather(Table::PosteriorLogVarianceClipped, t),
+        }
+    }
+
+    /// The coefficients of the reverse step at each sample's t, for
+    /// [`crate::p_mean_variance`] (consecutive steps: the schedule's tables).
+    pub fn reverse_coefficients<const D: usize>(
+        &self,
+        t: Tensor<B, 1, Int>,
+    ) -> ReverseCoefficients<B, D> {
+        let per_sample = |table| Coef::PerSample(self.gather(table, t.clone()));
+        ReverseCoefficients {
+            level: self.noise_level(t.clone()),
+            mean_coef1: per_sample(Table::PosteriorMeanCoef1),
+            mean_coef2: per_sample(Table::PosteriorMeanCoef2),
+            log_posterior_variance: per_sample(Table::PosteriorLogVarianceClipped),
+            fixed_large_log_variance: per_sample(Table::FixedLargeLogVariance),
+            log_beta: Coef::PerSample(self.gather::<D>(Table::Betas, t.clone()).log()),
         }
     }
 
@@ -202,8 +209,8 @@ impl<B: Backend> ForwardProcess<B> {
     pub fn predict_x0_from_eps<const D: usize>(
         &self,
         x_t: Tensor<B, D>,
-        t: Tensor<B, 1, Int>,
         eps: Tensor<B, D>,
+        t: Tensor<B, 1, Int>,
     ) -> Tensor<B, D> {
         self.noise_level(t).x0_from_eps(x_t, eps)
     }
@@ -212,8 +219,8 @@ impl<B: Backend> ForwardProcess<B> {
     pub fn predict_eps_from_x0<const D: usize>(
         &self,
         x_t: Tensor<B, D>,
-        t: Tensor<B, 1, Int>,
         x_0: Tensor<B, D>,
+        t: Tensor<B, 1, Int>,
     ) -> Tensor<B, D> {
         self.noise_level(t).eps_from_x0(x_t, x_0)
     }
@@ -234,8 +241,8 @@ impl<B: Backend> ForwardProcess<B> {
     pub fn x0_from_v<const D: usize>(
         &self,
         x_t: Tensor<B, D>,
-        t: Tensor<B, 1, Int>,
         v: Tensor<B, D>,
+        t: Tensor<B, 1, Int>,
     ) -> Tensor<B, D> {
         self.noise_level(t).x0_from_v(x_t, v)
     }
@@ -244,8 +251,8 @@ impl<B: Backend> ForwardProcess<B> {
     pub fn eps_from_v<const D: usize>(
         &self,
         x_t: Tensor<B, D>,
-        t: Tensor<B, 1, Int>,
         v: Tensor<B, D>,
+        t: Tensor<B, 1, Int>,
     ) -> Tensor<B, D> {
         self.noise_level(t).eps_from_v(x_t, v)
     }

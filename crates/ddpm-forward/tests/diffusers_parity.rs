@@ -4,7 +4,7 @@
 use burn::backend::Flex;
 use burn::tensor::{Int, Tensor};
 use ddpm_forward::ForwardProcess;
-use ddpm_schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig};
+use ddpm_schedule::{BetaSchedule, NoiseSchedule, NoiseScheduleConfig};
 use ddpm_testutil::{assert_close, load_json, load_safetensors, to_vec};
 
 type B = Flex;
@@ -27,7 +27,7 @@ fn add_noise_and_velocity_match_diffusers() {
     assert_eq!(cases.len(), 8);
     for case in cases {
         let s = &case["schedule"];
-        let schedule = NoiseSchedule::new(&ScheduleConfig::new(
+        let schedule = NoiseSchedule::new(&NoiseScheduleConfig::new(
             s["num_train_timesteps"].as_u64().unwrap() as usize,
             BetaSchedule::from_diffusers_name(
                 s["beta_schedule"].as_str().unwrap(),
@@ -49,7 +49,7 @@ fn add_noise_and_velocity_match_diffusers() {
         for (key, ours) in [
             (
                 "noisy_key",
-                fp.add_noise(x0.clone(), noise.clone(), t.clone()),
+                fp.q_sample(x0.clone(), noise.clone(), t.clone()),
             ),
             (
                 "velocity_key",
@@ -75,7 +75,7 @@ fn add_noise_and_velocity_match_diffusers() {
 #[test]
 fn posterior_and_conversions_match_float64() {
     let device = Default::default();
-    let schedule = NoiseSchedule::new(&ScheduleConfig::cosine(1000)).unwrap();
+    let schedule = NoiseSchedule::new(&NoiseScheduleConfig::cosine(1000)).unwrap();
     let fp = ForwardProcess::<B>::new(&schedule, &device);
     let ts = [0i64, 1, 250, 998, 999];
     let n = ts.len();
@@ -91,11 +91,11 @@ fn posterior_and_conversions_match_float64() {
     let log_var = to_vec(post.log_variance);
     for (k, &ti) in ts.iter().enumerate() {
         let ti = ti as usize;
-        let ab = schedule.alphas_cumprod()[ti];
+        let ab = schedule.alpha_bar()[ti];
         let ab_prev = if ti == 0 {
             1.0
         } else {
-            schedule.alphas_cumprod()[ti - 1]
+            schedule.alpha_bar()[ti - 1]
         };
         let beta = schedule.betas()[ti];
         let c1 = ab_prev.sqrt() * beta / (1.0 - ab);
@@ -121,13 +121,13 @@ fn posterior_and_conversions_match_float64() {
 
     // ε → x_t → x̂₀ and v → x̂₀ / ε̂ invert each other.
     let eps = x_t.clone();
-    let noisy = fp.q_sample(x0.clone(), t.clone(), eps.clone());
+    let noisy = fp.q_sample(x0.clone(), eps.clone(), t.clone());
     let v = fp.velocity(x0.clone(), eps.clone(), t.clone());
-    let x0_v = fp.x0_from_v(noisy.clone(), t.clone(), v.clone());
-    let eps_v = fp.eps_from_v(noisy.clone(), t.clone(), v);
+    let x0_v = fp.x0_from_v(noisy.clone(), v.clone(), t.clone());
+    let eps_v = fp.eps_from_v(noisy.clone(), v, t.clone());
     assert_close("x0_from_v", &to_vec(x0_v), &x0_host, 1e-5, 1e-5);
     assert_close("eps_from_v", &to_vec(eps_v), &xt_host, 1e-5, 1e-5);
-    let eps_hat = fp.predict_eps_from_x0(noisy, t, x0);
+    let eps_hat = fp.predict_eps_from_x0(noisy, x0, t);
     // √(1/(1−ᾱ₀)) ≈ 156 amplifies float32 rounding at t = 0 for the cosine schedule.
     assert_close("eps_from_x0", &to_vec(eps_hat), &xt_host, 2e-4, 1e-5);
 }
@@ -139,5 +139,5 @@ fn mismatched_timesteps_panic_with_shapes() {
     let fp = ForwardProcess::<B>::new(&NoiseSchedule::paper(), &device);
     let x = Tensor::<B, 2>::zeros([2, 4], &device);
     let t = Tensor::<B, 1, Int>::from_ints([1, 2, 3], &device);
-    let _ = fp.q_sample(x.clone(), t, x);
+    let _ = fp.q_sample(x.clone(), x, t);
 }

@@ -266,7 +266,7 @@ impl<B: Backend> BpdEvaluator<B> {
                 TensorData::new(standard_normal(rng, x_0.shape().num_elements()), dims),
                 &device,
             );
-            let x_t = fp.q_sample(x_0.clone(), t.clone(), noise.clone());
+            let x_t = fp.q_sample(x_0.clone(), noise.clone(), t.clone());
             let out = model(x_t.clone(), t.clone());
             let out_dims = out.dims();
             let mut expected = dims;
@@ -281,7 +281,7 @@ impl<B: Backend> BpdEvaluator<B> {
             param.check_output_channels(out_dims[1], channels)?;
             let vt = self.vlb.terms(out, x_0.clone(), x_t.clone(), t.clone());
             let pred_x0 = vt.p.pred_x0;
-            let eps_hat = fp.predict_eps_from_x0(x_t, t, pred_x0.clone());
+            let eps_hat = fp.predict_eps_from_x0(x_t, pred_x0.clone(), t);
             let x0_mse = mean_flat((pred_x0 - x_0.clone()).powi_scalar(2));
             let eps_mse = mean_flat((eps_hat - noise).powi_scalar(2));
             terms.push(BpdTerm {
@@ -338,14 +338,14 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::tensor::Distribution;
-    use ddpm_schedule::ScheduleConfig;
+    use ddpm_schedule::NoiseScheduleConfig;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
     type B = Flex;
 
     fn schedule(t: usize) -> ForwardProcess<B> {
-        let s = ScheduleConfig {
+        let s = NoiseScheduleConfig {
             num_train_timesteps: t,
             ..Default::default()
         }

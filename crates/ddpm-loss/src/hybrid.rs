@@ -161,7 +161,7 @@ mod tests {
         let x0 = Tensor::<B, 4>::random([2, 1, 4, 4], Distribution::Uniform(-1.0, 1.0), &device);
         let eps = Tensor::<B, 4>::random([2, 1, 4, 4], Distribution::Normal(0.0, 1.0), &device);
         let t = Tensor::<B, 1, Int>::from_ints([0, 400], &device);
-        let x_t = fp.q_sample(x0.clone(), t.clone(), eps.clone());
+        let x_t = fp.q_sample(x0.clone(), eps.clone(), t.clone());
         let out = Tensor::<B, 4>::random([2, 2, 4, 4], Distribution::Normal(0.0, 0.5), &device)
             .require_grad();
         let parts = loss.forward(out.clone(), x0, x_t, eps, t);

@@ -13,8 +13,8 @@
 //!   arXiv:2102.09672, Eq. 15).
 //! - [`HybridLoss`]: L_simple + λ · L_vlb with a stop-gradient on the mean (Nichol & Dhariwal
 //!   2021, Eq. 16).
-//! - [`UniformSampler`] and [`LossSecondMomentSampler`]: training timesteps (Nichol & Dhariwal
-//!   2021, Eq. 17), seeded by the caller's RNG.
+//! - [`UniformTimesteps`] and [`LossSecondMomentTimesteps`]: training-timestep distributions
+//!   ([`TimestepDistribution`]; Nichol & Dhariwal 2021, Eq. 17), seeded by the caller's RNG.
 //! - [`BpdEvaluator`]: bits/dim of data (the original `calc_bpd_loop`) over all T timesteps or
 //!   an unbiased stratified subsample, with per-term breakdown.
 //!
@@ -27,7 +27,7 @@
 //! use burn::backend::Flex;
 //! use burn::tensor::{Distribution, Tensor};
 //! use ddpm_forward::ForwardProcess;
-//! use ddpm_loss::{SimpleLossConfig, TimestepSampler, UniformSampler};
+//! use ddpm_loss::{SimpleLossConfig, TimestepDistribution, UniformTimesteps};
 //! use ddpm_schedule::NoiseSchedule;
 //! use rand::SeedableRng;
 //!
@@ -35,7 +35,7 @@
 //! let fp = ForwardProcess::<Flex>::new(&NoiseSchedule::paper(), &device);
 //! let loss = SimpleLossConfig::new().init(&fp)?;
 //! let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-//! let draw = UniformSampler::new(1000)?.sample(4, &mut rng);
+//! let draw = UniformTimesteps::new(1000)?.draw(4, &mut rng);
 //! let x0 = Tensor::<Flex, 4>::random([4, 1, 8, 8], Distribution::Uniform(-1.0, 1.0), &device);
 //! let eps = Tensor::<Flex, 4>::random([4, 1, 8, 8], Distribution::Normal(0.0, 1.0), &device);
 //! let model = |x_t: Tensor<Flex, 4>, _t| x_t.mul_scalar(0.5); // stands in for a U-Net
@@ -52,7 +52,7 @@ mod gaussian;
 mod hybrid;
 mod model_output;
 mod simple;
-mod timestep_sampler;
+mod timestep_distribution;
 mod vlb;
 
 pub use bpd::{BpdConfig, BpdEvaluator, BpdOutput, BpdTerm, BpdTimesteps};
@@ -64,7 +64,7 @@ pub use gaussian::{
 pub use hybrid::{HybridLoss, HybridLossConfig, HybridLossOutput};
 pub use model_output::{PMeanVariance, Parameterization, p_mean_variance};
 pub use simple::{LossWeighting, SimpleLoss, SimpleLossConfig};
-pub use timestep_sampler::{
-    LossSecondMomentSampler, TimestepDraw, TimestepSampler, UniformSampler,
+pub use timestep_distribution::{
+    LossSecondMomentTimesteps, TimestepDistribution, TimestepDraw, UniformTimesteps,
 };
 pub use vlb::{VariationalBound, VlbConfig, VlbTerms, check_data_range};

@@ -2,12 +2,14 @@
 //! prediction type (ε, x₀ or v) and variance type (fixed small/large, learned, learned range).
 //!
 //! Ho et al. 2020 (arXiv:2006.11239v2), Eqs. 1, 7 and 11 and §3.2; learned variances from
-//! Nichol & Dhariwal 2021 (arXiv:2102.09672v1), Eq. 15. The ε/x₀/v conversions and the
-//! posterior mean are the forward crate's ([`ddpm_forward`]); this file only decides which to
-//! call and how to get log σ_t².
+//! Nichol & Dhariwal 2021 (arXiv:2102.09672v1), Eq. 15. The formulas (x̂₀, μ̃, log σ_t², the
+//! C or 2·C split) are `ddpm-forward`'s [`ddpm_forward::p_mean_variance`], which the DDPM
+//! sampler calls too; this file checks channel counts with [`LossError`] and gathers the
+//! per-sample coefficients.
 
 use burn::tensor::{Int, Tensor, backend::Backend};
-use ddpm_forward::{ForwardProcess, Table};
+use ddpm_forward::ForwardProcess;
+pub use ddpm_forward::PMeanVariance;
 use ddpm_schedule::{PredictionType, VarianceType};
 
 use crate::LossError;
@@ -76,39 +78,13 @@ impl Parameterization {
         model_output: Tensor<B, D>,
         data_channels: usize,
     ) -> (Tensor<B, D>, Option<Tensor<B, D>>) {
-        let out_channels = model_output.dims()[1];
-        if let Err(e) = self.check_output_channels(out_channels, data_channels) {
-            panic!("{e}");
-        }
-        if self.variance_type.is_learned() {
-            let prediction = model_output.clone().narrow(1, 0, data_channels);
-            let variance = model_output.narrow(1, data_channels, data_channels);
-            (prediction, Some(variance))
-        } else {
-            (model_output, None)
-        }
+        ddpm_forward::split_model_output(self.variance_type, model_output, data_channels)
     }
 }
 
-/// The reverse step p_θ(x_{t−1} | x_t) a model output implies.
-#[derive(Debug, Clone)]
-pub struct PMeanVariance<B: Backend, const D: usize> {
-    /// μ_θ(x_t, t) = μ̃_t(x_t, x̂₀)   (Ho et al. 2020, Eq. 7 with x̂₀ from the model).
-    pub mean: Tensor<B, D>,
-    /// log σ_t²: `[batch, 1, …, 1]` for fixed variances, shaped like x_t for learned ones.
-    pub log_variance: Tensor<B, D>,
-    /// x̂₀ (clipped to [−1, 1] when asked).
-    pub pred_x0: Tensor<B, D>,
-}
-
-/// Reads `model_output` as p_θ(x_{t−1} | x_t): x̂₀ from the prediction (optionally clipped to
-/// [−1, 1], as the original code), μ_θ = μ̃_t(x_t, x̂₀), and
-///
-/// - fixed small: log σ_t² = log β̃_t (clipped: log β̃₂ at t = 1);
-/// - fixed large: log σ_t² = log β_t (log β̃₂ at t = 1, as the original code);
-/// - learned: log σ_t² = the variance channels;
-/// - learned range: log σ_t² = v · log β_t + (1 − v) · log β̃_t, v = (out + 1)/2
-///   (Nichol & Dhariwal 2021, Eq. 15; log β̃_t clipped).
+/// Reads `model_output` as p_θ(x_{t−1} | x_t) at each sample's t: [`ddpm_forward::p_mean_variance`]
+/// with the schedule's per-sample coefficients and x̂₀ optionally clipped to [−1, 1] (the
+/// original code).
 ///
 /// # Shapes
 /// `model_output`: `[batch, C or 2·C, …]`; `x_t`: `[batch, C, …]`; `t`: `[batch]` (0-based).
@@ -124,34 +100,30 @@ pub fn p_mean_variance<B: Backend, const D: usize>(
     clip_denoised: bool,
 ) -> PMeanVariance<B, D> {
     let data_channels = x_t.dims()[1];
-    let (prediction, variance_values) = parameterization.split(model_output, data_channels);
-    let log_variance = match parameterization.variance_type {
-        VarianceType::FixedSmall => forward.gather(Table::PosteriorLogVarianceClipped, t.clone()),
-        VarianceType::FixedLarge => forward.gather(Table::FixedLargeLogVariance, t.clone()),
-        VarianceType::Learned => variance_values.expect("learned variance has its channels"),
-        VarianceType::LearnedRange => {
-            let v = variance_values
-                .expect("learned variance has its channels")
-                .add_scalar(1.0)
-                .mul_scalar(0.5);
-            let min_log: Tensor<B, D> =
-                forward.gather(Table::PosteriorLogVarianceClipped, t.clone());
-            let max_log: Tensor<B, D> = forward.gather::<D>(Table::Betas, t.clone()).log();
-            v * (max_log - min_log.clone()) + min_log
-        }
-    };
-    let level = forward.noise_level::<D>(t.clone());
-    let mut pred_x0 =
-        level.x0_from_prediction(parameterization.prediction_type, x_t.clone(), prediction);
-    if clip_denoised {
-        pred_x0 = pred_x0.clamp(-1.0, 1.0);
+    if let Err(e) = parameterization.check_output_channels(model_output.dims()[1], data_channels) {
+        panic!("{e}");
     }
-    let mean = forward.q_posterior(pred_x0.clone(), x_t, t).mean;
-    PMeanVariance {
-        mean,
-        log_variance,
-        pred_x0,
-    }
+    assert_eq!(
+        x_t.dims()[0],
+        t.dims()[0],
+        "p_mean_variance: x_t has batch {} but t has {} timesteps",
+        x_t.dims()[0],
+        t.dims()[0]
+    );
+    ddpm_forward::p_mean_variance(
+        &forward.reverse_coefficients::<D>(t),
+        parameterization.prediction_type,
+        parameterization.variance_type,
+        model_output,
+        x_t,
+        |x_0| {
+            if clip_denoised {
+                x_0.clamp(-1.0, 1.0)
+            } else {
+                x_0
+            }
+        },
+    )
 }
 
 #[cfg(test)]
@@ -159,6 +131,7 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use burn::tensor::Distribution;
+    use ddpm_forward::Table;
     use ddpm_schedule::NoiseSchedule;
 
     type B = Flex;

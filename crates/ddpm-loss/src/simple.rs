@@ -171,7 +171,7 @@ impl<B: Backend> SimpleLoss<B> {
     where
         F: FnOnce(Tensor<B, D>, Tensor<B, 1, Int>) -> Tensor<B, D>,
     {
-        let x_t = self.forward.q_sample(x_0.clone(), t.clone(), eps.clone());
+        let x_t = self.forward.q_sample(x_0.clone(), eps.clone(), t.clone());
         let out = model(x_t, t.clone());
         self.forward(out, x_0, eps, t)
     }
@@ -181,8 +181,8 @@ impl<B: Backend> SimpleLoss<B> {
         let fp = &self.forward;
         // SNR_t = (√ᾱ_t / √(1 − ᾱ_t))², from tables computed in f64.
         let snr = || {
-            let s: Tensor<B, 1> = fp.gather(Table::SqrtAlphasCumprod, t.clone());
-            let n: Tensor<B, 1> = fp.gather(Table::SqrtOneMinusAlphasCumprod, t.clone());
+            let s: Tensor<B, 1> = fp.gather(Table::SqrtAlphaBar, t.clone());
+            let n: Tensor<B, 1> = fp.gather(Table::SqrtOneMinusAlphaBar, t.clone());
             (s / n).powi_scalar(2)
         };
         // Converts a weight on x₀ errors into one on this target's errors.
@@ -295,7 +295,7 @@ mod tests {
         for (w, &i) in w.iter().zip(&ts) {
             // σ² = β_t: β² / (2 β α (1 − ᾱ)) = β / (2 α (1 − ᾱ))
             let b = s.betas()[i];
-            let expected = b / (2.0 * s.alphas()[i] * (1.0 - s.alphas_cumprod()[i]));
+            let expected = b / (2.0 * s.alphas()[i] * (1.0 - s.alpha_bar()[i]));
             assert!(
                 (w - expected).abs() <= 1e-5 * expected,
                 "t={i}: {w} vs {expected}"
@@ -312,7 +312,7 @@ mod tests {
         let eps_hat =
             eps.clone() + Tensor::random([2, 1, 4, 4], Distribution::Normal(0.0, 0.1), &device);
         let t = Tensor::<B, 1, Int>::from_ints([10, 600], &device);
-        let x_t = fp.q_sample(x0.clone(), t.clone(), eps.clone());
+        let x_t = fp.q_sample(x0.clone(), eps.clone(), t.clone());
         for vt in [VarianceType::FixedSmall, VarianceType::FixedLarge] {
             let loss = SimpleLossConfig::new()
                 .with_weighting(LossWeighting::TrueBound)

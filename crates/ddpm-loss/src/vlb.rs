@@ -74,7 +74,7 @@ pub struct VlbTerms<B: Backend, const D: usize> {
 /// let x0 = Tensor::<Flex, 4>::random([2, 1, 4, 4], Distribution::Uniform(-1.0, 1.0), &device);
 /// let eps = Tensor::<Flex, 4>::random([2, 1, 4, 4], Distribution::Normal(0.0, 1.0), &device);
 /// let t = Tensor::<Flex, 1, Int>::from_ints([0, 500], &device);
-/// let x_t = fp.q_sample(x0.clone(), t.clone(), eps.clone());
+/// let x_t = fp.q_sample(x0.clone(), eps.clone(), t.clone());
 /// // A perfect ε-model: the KL terms are (nearly) zero.
 /// let terms = vlb.terms(eps, x0, x_t, t);
 /// assert!(terms.kl.into_data().to_vec::<f32>().unwrap()[1] < 1e-3);
@@ -120,7 +120,7 @@ impl<B: Backend> VariationalBound<B> {
     /// `x_0`: `[batch, …]` → `[batch]`.
     pub fn prior_bpd<const D: usize>(&self, x_0: Tensor<B, D>) -> Tensor<B, 1> {
         let schedule = self.forward.schedule();
-        let alpha_bar_t = schedule.alphas_cumprod()[schedule.num_train_timesteps() - 1];
+        let alpha_bar_t = schedule.alpha_bar()[schedule.num_train_timesteps() - 1];
         let variance_part = -alpha_bar_t - (-alpha_bar_t).ln_1p();
         mean_flat(x_0.powi_scalar(2))
             .mul_scalar(alpha_bar_t)
@@ -242,7 +242,7 @@ mod tests {
         let x0 = Tensor::<B, 4>::random([3, 1, 4, 4], Distribution::Uniform(-1.0, 1.0), &device);
         let eps = Tensor::<B, 4>::random([3, 1, 4, 4], Distribution::Normal(0.0, 1.0), &device);
         let t = Tensor::<B, 1, Int>::from_ints([1, 200, 999], &device);
-        let x_t = fp.q_sample(x0.clone(), t.clone(), eps.clone());
+        let x_t = fp.q_sample(x0.clone(), eps.clone(), t.clone());
         let kl = vlb.terms(eps, x0.clone(), x_t, t).term;
         assert!(kl.abs().max().into_scalar() < 1e-3);
         let prior = vlb.prior_bpd(x0).into_data().to_vec::<f32>().unwrap();

@@ -127,7 +127,7 @@ impl DdimSampler {
             return Err(SamplerError::InvalidEta { eta: config.eta });
         }
         config.x0_processing.validate()?;
-        let ab = schedule.alphas_cumprod();
+        let ab = schedule.alpha_bar();
         let final_alpha_bar = if config.set_alpha_to_one { 1.0 } else { ab[0] };
         let t_total = schedule.num_train_timesteps();
         let ratio = t_total / timesteps.len();
@@ -236,7 +236,7 @@ mod tests {
     #[test]
     fn trailing_prev_timestep_next_in_list_vs_diffusers() {
         let schedule = NoiseSchedule::paper();
-        let ab = schedule.alphas_cumprod();
+        let ab = schedule.alpha_bar();
         let config = DdimSamplerConfig::new()
             .with_num_inference_steps(3)
             .with_timestep_spacing(TimestepSpacing::Trailing);

@@ -19,9 +19,9 @@
 
 use burn::config::Config;
 use burn::tensor::{Tensor, backend::Backend};
-use ddpm_forward::NoiseLevel;
+use ddpm_forward::{ReverseCoefficients, p_mean_variance};
 use ddpm_schedule::{
-    NoiseSchedule, PosteriorCoefficients, PredictionType, TimestepSpacing, VarianceType,
+    NoiseSchedule, PredictionType, ReverseStepCoefficients, TimestepSpacing, VarianceType,
     custom_timesteps,
 };
 
@@ -52,16 +52,10 @@ pub struct DdpmSamplerConfig {
     pub steps_offset: usize,
 }
 
-/// Host-side coefficients of one step, from ᾱ_t and ᾱ_prev.
+/// Host-side coefficients of one step ([`NoiseSchedule::reverse_step`]).
 #[derive(Debug, Clone)]
 struct StepCoefs {
-    alpha_bar: f64,
-    posterior: PosteriorCoefficients,
-    /// σ² for the fixed variances.
-    variance: f64,
-    /// log β̃ (clipped) and log β' bounds for `learned_range`.
-    min_log: f64,
-    max_log: f64,
+    reverse: ReverseStepCoefficients,
     add_noise: bool,
 }
 
@@ -118,31 +112,11 @@ impl DdpmSampler {
             .iter()
             .enumerate()
             .map(|(i, &t)| {
-                let prev = timesteps.get(i + 1).copied();
-                let posterior = schedule.posterior_between(t, prev);
-                let consecutive = t > 0 && prev == Some(t - 1);
                 // Consecutive steps use the schedule's tables (β_t itself, no cancellation);
                 // strided steps the β' recomputed over the skipped steps.
-                let large = if consecutive {
-                    schedule.fixed_large_log_variance()[t].exp()
-                } else {
-                    posterior.beta
-                };
-                let min_log = if consecutive {
-                    schedule.posterior_log_variance_clipped()[t]
-                } else {
-                    posterior.variance.max(1e-20).ln()
-                };
+                let prev = timesteps.get(i + 1).copied();
                 StepCoefs {
-                    alpha_bar: schedule.alphas_cumprod()[t],
-                    posterior,
-                    variance: match config.variance_type {
-                        VarianceType::FixedLarge => large,
-                        // diffusers clamps at 1e-20 (β̃ = 0 only at the noiseless last step).
-                        _ => posterior.variance.max(1e-20),
-                    },
-                    min_log,
-                    max_log: large.ln(),
+                    reverse: schedule.reverse_step(t, prev),
                     add_noise: prev.is_some(),
                 }
             })
@@ -181,8 +155,9 @@ impl<B: Backend> Sampler<B> for DdpmSampler {
         }
     }
 
-    /// x̂₀ from the model output (clipped or thresholded), μ̃ = coef1 · x̂₀ + coef2 · x_t, and
-    /// x_prev = μ̃ + σ_t · z except at the last step.
+    /// [`p_mean_variance`]: x̂₀ from the model output (clipped or thresholded),
+    /// μ̃ = coef1 · x̂₀ + coef2 · x_t and log σ_t²; then x_prev = μ̃ + σ_t · z except at the last
+    /// step.
     ///
     /// # Panics
     /// As [`Sampler::step`]: unknown `t`, mismatched shapes (with a learned variance the model
@@ -197,42 +172,23 @@ impl<B: Backend> Sampler<B> for DdpmSampler {
         let factor = <Self as Sampler<B>>::model_channel_factor(self);
         check_shapes(&model_output, &x_t, noise.as_ref(), factor);
         let s = &self.steps[step_index(&self.timesteps, t, "DDPM")];
-        let channels = x_t.dims()[1];
-        let (prediction, variance_output) = if factor == 2 {
-            let mut halves = model_output.split(channels, 1).into_iter();
-            (halves.next().unwrap(), halves.next())
-        } else {
-            (model_output, None)
-        };
-
-        let level = NoiseLevel::<B, 4>::from_alpha_bar(s.alpha_bar);
-        let x_0 = self.config.x0_processing.apply(level.x0_from_prediction(
+        let p = p_mean_variance(
+            &ReverseCoefficients::<B, 4>::from_host(&s.reverse),
             self.config.prediction_type,
-            x_t.clone(),
-            prediction,
-        ));
-        let mean =
-            x_0.clone().mul_scalar(s.posterior.mean_coef1) + x_t.mul_scalar(s.posterior.mean_coef2);
-        if !s.add_noise {
-            return StepOutput {
-                prev_sample: mean,
-                pred_x0: x_0,
-            };
-        }
-        let z = noise.expect("the DDPM step at this t adds noise but `noise` is None");
-        let scaled = match (self.config.variance_type, variance_output) {
-            (VarianceType::Learned, Some(log_var)) => z * log_var.mul_scalar(0.5).exp(),
-            (VarianceType::LearnedRange, Some(v)) => {
-                // log σ² = frac · log β' + (1 − frac) · log β̃, frac = (v + 1)/2.
-                let frac = v.add_scalar(1.0).mul_scalar(0.5);
-                let log_var = frac.mul_scalar(s.max_log - s.min_log).add_scalar(s.min_log);
-                z * log_var.mul_scalar(0.5).exp()
-            }
-            _ => z.mul_scalar(s.variance.sqrt()),
+            self.config.variance_type,
+            model_output,
+            x_t,
+            |x_0| self.config.x0_processing.apply(x_0),
+        );
+        let prev_sample = if s.add_noise {
+            let z = noise.expect("the DDPM step at this t adds noise but `noise` is None");
+            p.mean + z * p.log_variance.mul_scalar(0.5).exp()
+        } else {
+            p.mean
         };
         StepOutput {
-            prev_sample: mean + scaled,
-            pred_x0: x_0,
+            prev_sample,
+            pred_x0: p.pred_x0,
         }
     }
 }
@@ -251,11 +207,11 @@ mod tests {
             .init_with_timesteps(&schedule, &[999, 600, 10])
             .unwrap();
         assert_eq!(Sampler::<B>::timesteps(&sampler), &[999, 600, 10]);
-        let ab = schedule.alphas_cumprod();
-        let s = &sampler.steps[0];
-        assert!((s.posterior.beta - (1.0 - ab[999] / ab[600])).abs() < 1e-15);
-        assert!((sampler.steps[1].posterior.beta - (1.0 - ab[600] / ab[10])).abs() < 1e-15);
-        assert!((sampler.steps[2].posterior.beta - (1.0 - ab[10])).abs() < 1e-15);
+        let ab = schedule.alpha_bar();
+        let beta = |i: usize| sampler.steps[i].reverse.posterior.beta;
+        assert!((beta(0) - (1.0 - ab[999] / ab[600])).abs() < 1e-15);
+        assert!((beta(1) - (1.0 - ab[600] / ab[10])).abs() < 1e-15);
+        assert!((beta(2) - (1.0 - ab[10])).abs() < 1e-15);
         assert!(Sampler::<B>::needs_noise(&sampler, 600));
         assert!(!Sampler::<B>::needs_noise(&sampler, 10));
     }

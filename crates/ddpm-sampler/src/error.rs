@@ -47,6 +47,22 @@ pub enum SamplerError {
         /// Why.
         reason: &'static str,
     },
+    /// An override that has no meaning for the chosen sampler (e.g. `eta` for DDPM).
+    #[error("{name} does not apply to the {sampler} sampler: {reason}")]
+    OverrideNotApplicable {
+        /// The override (`eta`, `diffusers_compat`, ...).
+        name: &'static str,
+        /// The sampler chosen (`"ddpm"`, `"ddim"`, `"dpm-solver++"`).
+        sampler: &'static str,
+        /// Why, and what to do instead.
+        reason: &'static str,
+    },
+    /// A sampler name that is not one of `ddpm`, `ddim`, `dpm-solver++`.
+    #[error("unknown sampler {value:?}; expected one of ddpm, ddim, dpm-solver++")]
+    UnknownSamplerKind {
+        /// The name given.
+        value: String,
+    },
 }
 
 /// Why a sampling run did not start or did not finish.

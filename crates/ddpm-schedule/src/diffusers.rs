@@ -1,18 +1,24 @@
 //! diffusers' `scheduler_config.json`, read into typed settings.
 //!
-//! [`DiffusersSchedulerConfig`] mirrors the JSON (every key optional); [`SchedulerConfig`] is the
+//! [`DiffusersSchedulerConfig`] mirrors the JSON (every key optional); [`SamplingConfig`] is the
 //! typed result, with each absent key taking diffusers' default *for the config's class*
 //! (`_class_name`), so a diffusers model directory samples the same way in both libraries.
 //! An unknown value is an error; an unknown key is ignored and reported.
+//!
+//! Python's `json` writes ±∞ and NaN as the bare tokens `Infinity`, `-Infinity` and `NaN`, which
+//! are not JSON; diffusers saves every `DPMSolverMultistepScheduler` config with
+//! `"lambda_min_clipped": -Infinity`. They are accepted where a key may hold them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::{Deserialize, Serialize};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
 use crate::{
-    BetaSchedule, PredictionType, ScheduleConfig, ScheduleError, TimestepSpacing, VarianceType,
+    BetaSchedule, NoiseScheduleConfig, PredictionType, ScheduleError, TimestepSpacing, VarianceType,
 };
 
 /// The diffusers scheduler class a config was written for.
@@ -65,7 +71,29 @@ pub enum SolverType {
     Heun,
 }
 
-/// A `scheduler_config.json` exactly as diffusers writes it: every key optional.
+/// Where DPM-Solver's last step lands (diffusers `final_sigmas_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinalSigmasType {
+    /// σ = 0: the last step returns x̂₀ (diffusers' default).
+    #[default]
+    Zero,
+    /// σ of timestep 0 (ᾱ₀'s level): the last step is a regular solver step.
+    SigmaMin,
+}
+
+impl FinalSigmasType {
+    /// diffusers' name: `"zero"` or `"sigma_min"`.
+    pub fn diffusers_name(self) -> &'static str {
+        match self {
+            Self::Zero => "zero",
+            Self::SigmaMin => "sigma_min",
+        }
+    }
+}
+
+/// A `scheduler_config.json` exactly as diffusers writes it: every key optional (the serde
+/// adapter; [`SamplingConfig::from_diffusers`] turns it into typed settings).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[allow(missing_docs)]
 pub struct DiffusersSchedulerConfig {
@@ -114,20 +142,49 @@ pub struct DiffusersSchedulerConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lower_order_final: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    pub euler_at_final: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub final_sigmas_type: Option<String>,
+    /// A number, or `-Infinity` (no clipping; what diffusers saves by default).
+    #[serde(
+        default,
+        deserialize_with = "number_or_non_finite",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub lambda_min_clipped: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub use_karras_sigmas: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_exponential_sigmas: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_beta_sigmas: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_lu_lambdas: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_flow_sigmas: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub use_dynamic_shifting: Option<bool>,
+    /// Read only with `use_flow_sigmas` / `use_dynamic_shifting`, which are rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow_shift: Option<f64>,
+    /// Read only with `use_dynamic_shifting`, which is rejected.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub time_shift_type: Option<String>,
     /// Every key this library does not read (reported, never an error).
     #[serde(flatten)]
     pub other: BTreeMap<String, Value>,
 }
 
-/// Typed sampler settings: the schedule plus how a sampler interprets and post-processes the
-/// model output. Defaults are the paper's (DDPM, ε, fixed_small, clip to [−1, 1]).
+/// How to sample from a model, typed: the noise schedule plus how a sampler interprets and
+/// post-processes the model output (what a diffusers `scheduler_config.json` means). Defaults
+/// are the paper's (DDPM, ε, fixed_small, clip to [−1, 1]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SchedulerConfig {
+#[doc(alias = "scheduler_config")]
+pub struct SamplingConfig {
     /// Which diffusers scheduler the settings came from; picks the default sampler.
     pub class: SchedulerClass,
     /// T and β.
-    pub schedule: ScheduleConfig,
+    pub schedule: NoiseScheduleConfig,
     /// What the model predicts (paper: ε).
     pub prediction_type: PredictionType,
     /// Reverse-process variance for DDPM sampling (diffusers default: fixed_small).
@@ -152,11 +209,21 @@ pub struct SchedulerConfig {
     pub solver_order: usize,
     /// DPM-Solver second-order rule (midpoint).
     pub solver_type: SolverType,
-    /// DPM-Solver: use lower order for the final steps (true).
+    /// DPM-Solver: first order at the last step when there are fewer than 15 steps (true).
     pub lower_order_final: bool,
+    /// DPM-Solver: first order at the last step, always (false).
+    #[serde(default)]
+    pub euler_at_final: bool,
+    /// DPM-Solver: where the last step lands (σ = 0).
+    #[serde(default)]
+    pub final_sigmas_type: FinalSigmasType,
+    /// DPM-Solver: skip the timesteps whose λ = log(α/σ) is below this (`None`: no clipping,
+    /// diffusers' −∞).
+    #[serde(default)]
+    pub lambda_min_clipped: Option<f64>,
 }
 
-impl Default for SchedulerConfig {
+impl Default for SamplingConfig {
     fn default() -> Self {
         Self::class_defaults(SchedulerClass::Ddpm)
     }
@@ -164,19 +231,19 @@ impl Default for SchedulerConfig {
 
 /// A parsed config and the keys of the file that were ignored.
 #[derive(Debug, Clone, PartialEq)]
-pub struct LoadedSchedulerConfig {
+pub struct LoadedSamplingConfig {
     /// The typed settings.
-    pub config: SchedulerConfig,
+    pub config: SamplingConfig,
     /// Keys present in the file that this library does not use, sorted.
     pub ignored_keys: Vec<String>,
 }
 
-impl SchedulerConfig {
+impl SamplingConfig {
     /// diffusers' defaults for `class` (the values its `__init__` uses for absent keys).
     pub fn class_defaults(class: SchedulerClass) -> Self {
         Self {
             class,
-            schedule: ScheduleConfig::default(),
+            schedule: NoiseScheduleConfig::default(),
             prediction_type: PredictionType::Epsilon,
             variance_type: VarianceType::FixedSmall,
             clip_sample: class != SchedulerClass::DpmSolverMultistep,
@@ -194,6 +261,9 @@ impl SchedulerConfig {
             solver_order: 2,
             solver_type: SolverType::Midpoint,
             lower_order_final: true,
+            euler_at_final: false,
+            final_sigmas_type: FinalSigmasType::Zero,
+            lambda_min_clipped: None,
         }
     }
 
@@ -203,7 +273,7 @@ impl SchedulerConfig {
     /// # Errors
     /// [`ScheduleError::Io`]/[`ScheduleError::Json`] naming the file, or a validation error
     /// naming the key.
-    pub fn load(path: impl AsRef<Path>) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    pub fn load(path: impl AsRef<Path>) -> Result<LoadedSamplingConfig, ScheduleError> {
         let mut path = path.as_ref().to_path_buf();
         if path.is_dir() {
             let nested = path.join("scheduler").join("scheduler_config.json");
@@ -224,16 +294,18 @@ impl SchedulerConfig {
     /// Parses the JSON text of a `scheduler_config.json`.
     ///
     /// # Errors
-    /// As [`SchedulerConfig::from_diffusers`], or [`ScheduleError::Json`].
-    pub fn from_json_str(text: &str) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    /// As [`SamplingConfig::from_diffusers`], or [`ScheduleError::Json`].
+    pub fn from_json_str(text: &str) -> Result<LoadedSamplingConfig, ScheduleError> {
         Self::from_json_str_named(text, "<string>")
     }
 
-    fn from_json_str_named(text: &str, path: &str) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    fn from_json_str_named(text: &str, path: &str) -> Result<LoadedSamplingConfig, ScheduleError> {
         let raw: DiffusersSchedulerConfig =
-            serde_json::from_str(text).map_err(|source| ScheduleError::Json {
-                path: path.to_string(),
-                source,
+            serde_json::from_str(&quote_non_finite(text)).map_err(|source| {
+                ScheduleError::Json {
+                    path: path.to_string(),
+                    source,
+                }
             })?;
         Self::from_diffusers(&raw)
     }
@@ -245,7 +317,7 @@ impl SchedulerConfig {
     /// every schedule validation error (the schedule is built once to check it).
     pub fn from_diffusers(
         raw: &DiffusersSchedulerConfig,
-    ) -> Result<LoadedSchedulerConfig, ScheduleError> {
+    ) -> Result<LoadedSamplingConfig, ScheduleError> {
         let class = match &raw.class_name {
             Some(name) => SchedulerClass::parse(name)?,
             None => SchedulerClass::Ddpm,
@@ -264,7 +336,7 @@ impl SchedulerConfig {
                 beta_end,
             )?,
         };
-        c.schedule = ScheduleConfig {
+        c.schedule = NoiseScheduleConfig {
             num_train_timesteps: t,
             beta_schedule,
             rescale_betas_zero_snr: raw.rescale_betas_zero_snr.unwrap_or(false),
@@ -328,17 +400,68 @@ impl SchedulerConfig {
         if let Some(v) = raw.lower_order_final {
             c.lower_order_final = v;
         }
-        if raw.use_karras_sigmas == Some(true) {
-            return Err(unknown("use_karras_sigmas", "true".into(), "false"));
+        if let Some(v) = raw.euler_at_final {
+            c.euler_at_final = v;
         }
-        Ok(LoadedSchedulerConfig {
+        if let Some(v) = &raw.final_sigmas_type {
+            c.final_sigmas_type = match v.as_str() {
+                "zero" => FinalSigmasType::Zero,
+                "sigma_min" => FinalSigmasType::SigmaMin,
+                other => {
+                    return Err(unknown(
+                        "final_sigmas_type",
+                        other.to_string(),
+                        "zero, sigma_min",
+                    ));
+                }
+            };
+        }
+        c.lambda_min_clipped = match raw.lambda_min_clipped {
+            None => None,
+            Some(v) if v == f64::NEG_INFINITY => None,
+            Some(v) if v.is_finite() => Some(v),
+            Some(v) => {
+                return Err(ScheduleError::InvalidParameter {
+                    field: "lambda_min_clipped",
+                    value: v,
+                    expected: "a finite number or -Infinity (no clipping)",
+                });
+            }
+        };
+        for (key, value) in [
+            ("use_karras_sigmas", raw.use_karras_sigmas),
+            ("use_exponential_sigmas", raw.use_exponential_sigmas),
+            ("use_beta_sigmas", raw.use_beta_sigmas),
+            ("use_lu_lambdas", raw.use_lu_lambdas),
+            ("use_flow_sigmas", raw.use_flow_sigmas),
+            ("use_dynamic_shifting", raw.use_dynamic_shifting),
+        ] {
+            if value == Some(true) {
+                return Err(unknown(key, "true".into(), "false"));
+            }
+        }
+        let mut ignored_keys: Vec<String> = raw.other.keys().cloned().collect();
+        if class == SchedulerClass::DpmSolverMultistep {
+            // Not parameters of DPMSolverMultistepScheduler (diffusers ignores them too): the
+            // solver never clips x̂₀ here.
+            for (key, present) in [
+                ("clip_sample", raw.clip_sample.is_some()),
+                ("clip_sample_range", raw.clip_sample_range.is_some()),
+            ] {
+                if present {
+                    ignored_keys.push(key.to_string());
+                }
+            }
+            ignored_keys.sort();
+        }
+        Ok(LoadedSamplingConfig {
             config: c,
-            ignored_keys: raw.other.keys().cloned().collect(),
+            ignored_keys,
         })
     }
 
     /// The diffusers JSON form of these settings (all keys written, `_class_name` from
-    /// [`SchedulerConfig::class`]).
+    /// [`SamplingConfig::class`]).
     pub fn to_diffusers(&self) -> DiffusersSchedulerConfig {
         let (beta_start, beta_end) = self.schedule.beta_schedule.range();
         let trained_betas = match &self.schedule.beta_schedule {
@@ -380,8 +503,70 @@ impl SchedulerConfig {
                 .into()
             }),
             lower_order_final: is_dpm.then_some(self.lower_order_final),
+            euler_at_final: is_dpm.then_some(self.euler_at_final),
+            final_sigmas_type: is_dpm.then(|| self.final_sigmas_type.diffusers_name().into()),
+            lambda_min_clipped: if is_dpm {
+                self.lambda_min_clipped
+            } else {
+                None
+            },
             ..Default::default()
         }
+    }
+}
+
+/// Quotes the bare `Infinity`, `-Infinity` and `NaN` tokens Python's `json` writes outside
+/// strings, so that serde can read the text (as strings, which [`number_or_non_finite`] turns
+/// back into numbers).
+fn quote_non_finite(text: &str) -> Cow<'_, str> {
+    const TOKENS: [&str; 3] = ["-Infinity", "Infinity", "NaN"];
+    if !TOKENS.iter().any(|t| text.contains(t)) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    let (mut in_string, mut escaped) = (false, false);
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if !in_string && let Some(token) = TOKENS.iter().find(|t| rest.starts_with(**t)) {
+            out.push('"');
+            out.push_str(token);
+            out.push('"');
+            rest = &rest[token.len()..];
+            continue;
+        }
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    Cow::Owned(out)
+}
+
+/// A number, `null`, or one of the strings `"-Infinity"`, `"Infinity"`, `"NaN"`.
+fn number_or_non_finite<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    match Option::<Value>::deserialize(d)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) => match s.as_str() {
+            "-Infinity" => Ok(Some(f64::NEG_INFINITY)),
+            "Infinity" => Ok(Some(f64::INFINITY)),
+            "NaN" => Ok(Some(f64::NAN)),
+            other => Err(D::Error::custom(format!(
+                "expected a number or -Infinity, found {other:?}"
+            ))),
+        },
+        Some(other) => Err(D::Error::custom(format!(
+            "expected a number or -Infinity, found {other}"
+        ))),
     }
 }
 
@@ -417,19 +602,19 @@ mod tests {
           "clip_sample": true, "num_train_timesteps": 1000, "trained_betas": null,
           "variance_type": "fixed_small", "tensor_format": "pt"
         }"#;
-        let loaded = SchedulerConfig::from_json_str(json).unwrap();
-        assert_eq!(loaded.config, SchedulerConfig::default());
+        let loaded = SamplingConfig::from_json_str(json).unwrap();
+        assert_eq!(loaded.config, SamplingConfig::default());
         assert_eq!(loaded.ignored_keys, vec!["tensor_format".to_string()]);
     }
 
     #[test]
     fn class_defaults_apply() {
         let loaded =
-            SchedulerConfig::from_json_str(r#"{"_class_name": "DPMSolverMultistepScheduler"}"#)
+            SamplingConfig::from_json_str(r#"{"_class_name": "DPMSolverMultistepScheduler"}"#)
                 .unwrap();
         assert_eq!(loaded.config.timestep_spacing, TimestepSpacing::Linspace);
         assert!(!loaded.config.clip_sample);
-        let ddim = SchedulerConfig::from_json_str(
+        let ddim = SamplingConfig::from_json_str(
             r#"{"_class_name": "DDIMScheduler", "steps_offset": 1, "set_alpha_to_one": false,
                 "prediction_type": "v_prediction", "timestep_spacing": "trailing"}"#,
         )
@@ -460,13 +645,49 @@ mod tests {
                 "trained_betas",
             ),
         ] {
-            let err = SchedulerConfig::from_json_str(json)
-                .unwrap_err()
-                .to_string();
+            let err = SamplingConfig::from_json_str(json).unwrap_err().to_string();
             assert!(err.contains(key), "{json}: {err}");
         }
-        let err = SchedulerConfig::from_json_str("{\"clip_sample\": 3}").unwrap_err();
+        let err = SamplingConfig::from_json_str("{\"clip_sample\": 3}").unwrap_err();
         assert!(matches!(err, ScheduleError::Json { .. }), "{err}");
+    }
+
+    #[test]
+    fn diffusers_dpm_solver_config_with_python_infinity() {
+        // As diffusers 0.42.1's `save_config` writes it (abridged).
+        let json = r#"{
+          "_class_name": "DPMSolverMultistepScheduler", "_diffusers_version": "0.42.1",
+          "algorithm_type": "dpmsolver++", "euler_at_final": false, "final_sigmas_type": "sigma_min",
+          "flow_shift": 1.0, "lambda_min_clipped": -Infinity, "lower_order_final": false,
+          "solver_type": "heun", "time_shift_type": "exponential", "timestep_spacing": "linspace",
+          "use_beta_sigmas": false, "use_dynamic_shifting": false, "use_exponential_sigmas": false,
+          "use_flow_sigmas": false, "use_karras_sigmas": false, "use_lu_lambdas": false,
+          "variance_type": null, "note": "NaN and -Infinity inside a \"string\" stay"
+        }"#;
+        let loaded = SamplingConfig::from_json_str(json).unwrap();
+        let c = &loaded.config;
+        assert_eq!(c.lambda_min_clipped, None);
+        assert_eq!(c.final_sigmas_type, FinalSigmasType::SigmaMin);
+        assert!(!c.lower_order_final);
+        assert_eq!(c.solver_type, SolverType::Heun);
+        assert_eq!(loaded.ignored_keys, ["note"]);
+        let clipped = SamplingConfig::from_json_str(
+            r#"{"_class_name": "DPMSolverMultistepScheduler", "lambda_min_clipped": -5.1,
+                "clip_sample": true}"#,
+        )
+        .unwrap();
+        assert_eq!(clipped.config.lambda_min_clipped, Some(-5.1));
+        assert_eq!(clipped.ignored_keys, ["clip_sample"]);
+        for (json, key) in [
+            (r#"{"lambda_min_clipped": NaN}"#, "lambda_min_clipped"),
+            (r#"{"lambda_min_clipped": Infinity}"#, "lambda_min_clipped"),
+            (r#"{"final_sigmas_type": "huge"}"#, "final_sigmas_type"),
+            (r#"{"use_flow_sigmas": true}"#, "use_flow_sigmas"),
+            (r#"{"use_lu_lambdas": true}"#, "use_lu_lambdas"),
+        ] {
+            let err = SamplingConfig::from_json_str(json).unwrap_err().to_string();
+            assert!(err.contains(key), "{json}: {err}");
+        }
     }
 
     #[test]
@@ -476,11 +697,16 @@ mod tests {
             SchedulerClass::Ddim,
             SchedulerClass::DpmSolverMultistep,
         ] {
-            let mut c = SchedulerConfig::class_defaults(class);
-            c.schedule = ScheduleConfig::cosine(500);
+            let mut c = SamplingConfig::class_defaults(class);
+            c.schedule = NoiseScheduleConfig::cosine(500);
             c.prediction_type = PredictionType::Sample;
+            if class == SchedulerClass::DpmSolverMultistep {
+                c.final_sigmas_type = FinalSigmasType::SigmaMin;
+                c.lambda_min_clipped = Some(-5.1);
+                c.euler_at_final = true;
+            }
             let json = serde_json::to_string(&c.to_diffusers()).unwrap();
-            let back = SchedulerConfig::from_json_str(&json).unwrap();
+            let back = SamplingConfig::from_json_str(&json).unwrap();
             assert_eq!(back.config, c, "{json}");
             assert!(back.ignored_keys.is_empty());
         }

@@ -11,11 +11,11 @@
 //!
 //! # Example
 //! ```
-//! use ddpm_schedule::{NoiseSchedule, ScheduleConfig, TimestepSpacing, inference_timesteps};
+//! use ddpm_schedule::{NoiseSchedule, NoiseScheduleConfig, TimestepSpacing, inference_timesteps};
 //!
-//! let schedule = NoiseSchedule::new(&ScheduleConfig::default())?; // T = 1000, linear β
+//! let schedule = NoiseSchedule::new(&NoiseScheduleConfig::default())?; // T = 1000, linear β
 //! assert_eq!(schedule.betas()[0], 1e-4);
-//! assert!(schedule.alphas_cumprod()[999] < 5e-5);
+//! assert!(schedule.alpha_bar()[999] < 5e-5);
 //! let ts = inference_timesteps(1000, 50, TimestepSpacing::Leading, 1)?;
 //! assert_eq!(&ts[..3], &[981, 961, 941]);
 //! # Ok::<(), ddpm_schedule::ScheduleError>(())
@@ -31,11 +31,13 @@ mod timesteps;
 
 pub use beta_schedule::{BetaSchedule, rescale_zero_terminal_snr, validate_betas};
 pub use diffusers::{
-    DiffusersSchedulerConfig, LoadedSchedulerConfig, SchedulerClass, SchedulerConfig, SolverType,
+    DiffusersSchedulerConfig, FinalSigmasType, LoadedSamplingConfig, SamplingConfig,
+    SchedulerClass, SolverType,
 };
 pub use error::ScheduleError;
 pub use noise_schedule::{
-    NoiseSchedule, PosteriorCoefficients, ScheduleConfig, ZERO_SNR_ALPHA_BAR_T,
+    NoiseSchedule, NoiseScheduleConfig, PosteriorCoefficients, ReverseStepCoefficients,
+    ZERO_SNR_ALPHA_BAR_T,
 };
 pub use parameterization::{PredictionType, VarianceType};
-pub use timesteps::{TimestepSpacing, custom_timesteps, inference_timesteps};
+pub use timesteps::{TimestepSpacing, custom_timesteps, dpm_solver_timesteps, inference_timesteps};

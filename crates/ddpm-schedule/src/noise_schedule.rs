@@ -2,7 +2,7 @@
 //!
 //! Index convention: 0-based as in diffusers. Entry `i` of every table belongs to diffusers'
 //! "timestep i", which is the paper's t = i + 1 (Ho et al. 2020 count t = 1..T). So
-//! `alphas_cumprod()[0]` is ᾱ₁ and `alphas_cumprod_prev()[0]` is ᾱ₀ = 1.
+//! `alpha_bar()[0]` is ᾱ₁ and `alpha_bar_prev()[0]` is ᾱ₀ = 1.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,7 +10,7 @@ use crate::{BetaSchedule, ScheduleError, rescale_zero_terminal_snr, validate_bet
 
 /// How to build a [`NoiseSchedule`]: T, the β shape, and optional zero-terminal-SNR rescaling.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ScheduleConfig {
+pub struct NoiseScheduleConfig {
     /// T, the number of diffusion steps (paper: 1000).
     pub num_train_timesteps: usize,
     /// The β shape (paper: linear 1e-4..0.02).
@@ -20,7 +20,7 @@ pub struct ScheduleConfig {
     pub rescale_betas_zero_snr: bool,
 }
 
-impl Default for ScheduleConfig {
+impl Default for NoiseScheduleConfig {
     /// The paper's schedule: T = 1000, linear β from 1e-4 to 0.02.
     fn default() -> Self {
         Self {
@@ -31,7 +31,7 @@ impl Default for ScheduleConfig {
     }
 }
 
-impl ScheduleConfig {
+impl NoiseScheduleConfig {
     /// A config with the given T and β shape, no rescaling.
     pub fn new(num_train_timesteps: usize, beta_schedule: BetaSchedule) -> Self {
         Self {
@@ -79,18 +79,47 @@ pub struct PosteriorCoefficients {
 }
 
 impl PosteriorCoefficients {
-    /// Coefficients for the step from ᾱ_t = `alpha_bar_t` back to ᾱ_prev = `alpha_bar_prev`.
+    /// Coefficients for the step from ᾱ_t = `alpha_bar_t` back to ᾱ_prev = `alpha_bar_prev`,
+    /// with β'_t = 1 − ᾱ_t/ᾱ_prev.
     pub fn new(alpha_bar_t: f64, alpha_bar_prev: f64) -> Self {
-        let beta = 1.0 - alpha_bar_t / alpha_bar_prev;
-        let alpha = alpha_bar_t / alpha_bar_prev;
+        Self::from_beta(
+            1.0 - alpha_bar_t / alpha_bar_prev,
+            alpha_bar_t,
+            alpha_bar_prev,
+        )
+    }
+
+    /// Coefficients from β'_t itself (for consecutive steps the schedule's β_t, which does not
+    /// cancel at small t as 1 − ᾱ_t/ᾱ_{t−1} does, as in the original code).
+    pub fn from_beta(beta: f64, alpha_bar_t: f64, alpha_bar_prev: f64) -> Self {
         let one_minus_ab = 1.0 - alpha_bar_t;
         Self {
             mean_coef1: alpha_bar_prev.sqrt() * beta / one_minus_ab,
-            mean_coef2: alpha.sqrt() * (1.0 - alpha_bar_prev) / one_minus_ab,
+            mean_coef2: (1.0 - beta).sqrt() * (1.0 - alpha_bar_prev) / one_minus_ab,
             variance: (1.0 - alpha_bar_prev) / one_minus_ab * beta,
             beta,
         }
     }
+}
+
+/// Everything one reverse step p_θ(x_prev | x_t) needs from the schedule, on the host: ᾱ_t, the
+/// posterior coefficients, and the log variances of the fixed and learned-range choices
+/// (Ho et al. 2020, Eq. 7 and §3.2; Nichol & Dhariwal 2021, Eq. 15). Built by
+/// [`NoiseSchedule::reverse_step`]; `ddpm-forward`'s `p_mean_variance` reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReverseStepCoefficients {
+    /// ᾱ_t.
+    pub alpha_bar: f64,
+    /// μ̃'s coefficients, β̃ and β' of the step.
+    pub posterior: PosteriorCoefficients,
+    /// log β̃: clipped (log β̃₂ at t = 1) for consecutive steps, log max(β̃', 10⁻²⁰) for
+    /// strided ones (diffusers' clamp). σ² of `fixed_small`, lower end of `learned_range`.
+    pub log_posterior_variance: f64,
+    /// log σ² of `fixed_large`: log β_t (log β̃₂ at t = 1, the original code), log β' when
+    /// strided.
+    pub fixed_large_log_variance: f64,
+    /// log β_t (log β' when strided): the upper end of `learned_range`.
+    pub log_beta: f64,
 }
 
 /// β₁..β_T and every derived table, all `f64` (Ho et al. 2020, §2 and Eqs. 4, 6, 7).
@@ -99,16 +128,16 @@ impl PosteriorCoefficients {
 /// decreasing). Table entry `i` is diffusers' timestep `i`, the paper's t = i + 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NoiseSchedule {
-    config: ScheduleConfig,
+    config: NoiseScheduleConfig,
     betas: Vec<f64>,
     alphas: Vec<f64>,
-    alphas_cumprod: Vec<f64>,
-    alphas_cumprod_prev: Vec<f64>,
-    sqrt_alphas_cumprod: Vec<f64>,
-    sqrt_one_minus_alphas_cumprod: Vec<f64>,
-    log_one_minus_alphas_cumprod: Vec<f64>,
-    sqrt_recip_alphas_cumprod: Vec<f64>,
-    sqrt_recipm1_alphas_cumprod: Vec<f64>,
+    alpha_bar: Vec<f64>,
+    alpha_bar_prev: Vec<f64>,
+    sqrt_alpha_bar: Vec<f64>,
+    sqrt_one_minus_alpha_bar: Vec<f64>,
+    log_one_minus_alpha_bar: Vec<f64>,
+    sqrt_recip_alpha_bar: Vec<f64>,
+    sqrt_recipm1_alpha_bar: Vec<f64>,
     posterior_variance: Vec<f64>,
     posterior_log_variance_clipped: Vec<f64>,
     posterior_mean_coef1: Vec<f64>,
@@ -130,7 +159,7 @@ impl NoiseSchedule {
     /// # Errors
     /// [`ScheduleError`] naming the field at fault: T = 0, a β ∉ (0, 1), a non-finite parameter,
     /// a custom list of the wrong length.
-    pub fn new(config: &ScheduleConfig) -> Result<Self, ScheduleError> {
+    pub fn new(config: &NoiseScheduleConfig) -> Result<Self, ScheduleError> {
         let mut betas = config.beta_schedule.betas(config.num_train_timesteps)?;
         if config.rescale_betas_zero_snr {
             if betas.len() < 2 {
@@ -148,43 +177,42 @@ impl NoiseSchedule {
 
     /// The paper's schedule (T = 1000, linear 1e-4..0.02).
     pub fn paper() -> Self {
-        Self::new(&ScheduleConfig::default()).expect("the paper's schedule is valid")
+        Self::new(&NoiseScheduleConfig::default()).expect("the paper's schedule is valid")
     }
 
-    fn from_validated_betas(config: ScheduleConfig, betas: Vec<f64>) -> Self {
+    fn from_validated_betas(config: NoiseScheduleConfig, betas: Vec<f64>) -> Self {
         let t = betas.len();
         let alphas: Vec<f64> = betas.iter().map(|b| 1.0 - b).collect();
-        let mut alphas_cumprod = Vec::with_capacity(t);
+        let mut alpha_bar = Vec::with_capacity(t);
         let mut acc = 1.0;
         for a in &alphas {
             acc *= a;
-            alphas_cumprod.push(acc);
+            alpha_bar.push(acc);
         }
         if config.rescale_betas_zero_snr {
-            alphas_cumprod[t - 1] = ZERO_SNR_ALPHA_BAR_T;
+            alpha_bar[t - 1] = ZERO_SNR_ALPHA_BAR_T;
         }
-        let mut alphas_cumprod_prev = Vec::with_capacity(t);
-        alphas_cumprod_prev.push(1.0);
-        alphas_cumprod_prev.extend_from_slice(&alphas_cumprod[..t - 1]);
+        let mut alpha_bar_prev = Vec::with_capacity(t);
+        alpha_bar_prev.push(1.0);
+        alpha_bar_prev.extend_from_slice(&alpha_bar[..t - 1]);
 
-        let map = |f: &dyn Fn(f64) -> f64| alphas_cumprod.iter().map(|&a| f(a)).collect::<Vec<_>>();
-        let sqrt_alphas_cumprod = map(&|a| a.sqrt());
-        let sqrt_one_minus_alphas_cumprod = map(&|a| (1.0 - a).sqrt());
-        let log_one_minus_alphas_cumprod = map(&|a| (1.0 - a).ln());
-        let sqrt_recip_alphas_cumprod = map(&|a| (1.0 / a).sqrt());
-        let sqrt_recipm1_alphas_cumprod = map(&|a| (1.0 / a - 1.0).sqrt());
+        let map = |f: &dyn Fn(f64) -> f64| alpha_bar.iter().map(|&a| f(a)).collect::<Vec<_>>();
+        let sqrt_alpha_bar = map(&|a| a.sqrt());
+        let sqrt_one_minus_alpha_bar = map(&|a| (1.0 - a).sqrt());
+        let log_one_minus_alpha_bar = map(&|a| (1.0 - a).ln());
+        let sqrt_recip_alpha_bar = map(&|a| (1.0 / a).sqrt());
+        let sqrt_recipm1_alpha_bar = map(&|a| (1.0 / a - 1.0).sqrt());
         let snr = map(&|a| a / (1.0 - a));
 
         let mut posterior_variance = Vec::with_capacity(t);
         let mut posterior_mean_coef1 = Vec::with_capacity(t);
         let mut posterior_mean_coef2 = Vec::with_capacity(t);
         for i in 0..t {
-            // Consecutive steps: written with β_t itself, as the original code does, so that
-            // β'_t = 1 − ᾱ_t/ᾱ_{t−1} does not cancel at small t.
-            let (ab, ab_prev, beta) = (alphas_cumprod[i], alphas_cumprod_prev[i], betas[i]);
-            posterior_variance.push(beta * (1.0 - ab_prev) / (1.0 - ab));
-            posterior_mean_coef1.push(beta * ab_prev.sqrt() / (1.0 - ab));
-            posterior_mean_coef2.push((1.0 - ab_prev) * alphas[i].sqrt() / (1.0 - ab));
+            // Consecutive steps: from β_t itself (no cancellation at small t).
+            let p = PosteriorCoefficients::from_beta(betas[i], alpha_bar[i], alpha_bar_prev[i]);
+            posterior_variance.push(p.variance);
+            posterior_mean_coef1.push(p.mean_coef1);
+            posterior_mean_coef2.push(p.mean_coef2);
         }
         // log β̃ with the first entry (β̃₁ = 0) replaced by log β̃₂, as the original code does.
         // NOTE: with T = 1 there is no β̃₂; we use log β₁ (the fixed_large value) instead.
@@ -205,13 +233,13 @@ impl NoiseSchedule {
             config,
             betas,
             alphas,
-            alphas_cumprod,
-            alphas_cumprod_prev,
-            sqrt_alphas_cumprod,
-            sqrt_one_minus_alphas_cumprod,
-            log_one_minus_alphas_cumprod,
-            sqrt_recip_alphas_cumprod,
-            sqrt_recipm1_alphas_cumprod,
+            alpha_bar,
+            alpha_bar_prev,
+            sqrt_alpha_bar,
+            sqrt_one_minus_alpha_bar,
+            log_one_minus_alpha_bar,
+            sqrt_recip_alpha_bar,
+            sqrt_recipm1_alpha_bar,
             posterior_variance,
             posterior_log_variance_clipped,
             posterior_mean_coef1,
@@ -222,7 +250,7 @@ impl NoiseSchedule {
     }
 
     /// The config this schedule was built from.
-    pub fn config(&self) -> &ScheduleConfig {
+    pub fn config(&self) -> &NoiseScheduleConfig {
         &self.config
     }
 
@@ -242,38 +270,45 @@ impl NoiseSchedule {
     }
 
     /// ᾱ_t = Π_{s ≤ t} α_s ("alpha bar"; DDIM calls this α_t).
-    pub fn alphas_cumprod(&self) -> &[f64] {
-        &self.alphas_cumprod
+    #[doc(alias = "alphas_cumprod")]
+    pub fn alpha_bar(&self) -> &[f64] {
+        &self.alpha_bar
     }
 
     /// ᾱ_{t−1}, with ᾱ₀ = 1.
-    pub fn alphas_cumprod_prev(&self) -> &[f64] {
-        &self.alphas_cumprod_prev
+    #[doc(alias = "alphas_cumprod_prev")]
+    pub fn alpha_bar_prev(&self) -> &[f64] {
+        &self.alpha_bar_prev
     }
 
     /// √ᾱ_t, the signal scale of q(x_t | x₀) (Eq. 4).
-    pub fn sqrt_alphas_cumprod(&self) -> &[f64] {
-        &self.sqrt_alphas_cumprod
+    #[doc(alias = "sqrt_alphas_cumprod")]
+    pub fn sqrt_alpha_bar(&self) -> &[f64] {
+        &self.sqrt_alpha_bar
     }
 
     /// √(1 − ᾱ_t), the noise scale of q(x_t | x₀) (Eq. 4).
-    pub fn sqrt_one_minus_alphas_cumprod(&self) -> &[f64] {
-        &self.sqrt_one_minus_alphas_cumprod
+    #[doc(alias = "sqrt_one_minus_alphas_cumprod")]
+    pub fn sqrt_one_minus_alpha_bar(&self) -> &[f64] {
+        &self.sqrt_one_minus_alpha_bar
     }
 
     /// log(1 − ᾱ_t).
-    pub fn log_one_minus_alphas_cumprod(&self) -> &[f64] {
-        &self.log_one_minus_alphas_cumprod
+    #[doc(alias = "log_one_minus_alphas_cumprod")]
+    pub fn log_one_minus_alpha_bar(&self) -> &[f64] {
+        &self.log_one_minus_alpha_bar
     }
 
     /// √(1/ᾱ_t): x₀ = √(1/ᾱ_t) · x_t − √(1/ᾱ_t − 1) · ε.
-    pub fn sqrt_recip_alphas_cumprod(&self) -> &[f64] {
-        &self.sqrt_recip_alphas_cumprod
+    #[doc(alias = "sqrt_recip_alphas_cumprod")]
+    pub fn sqrt_recip_alpha_bar(&self) -> &[f64] {
+        &self.sqrt_recip_alpha_bar
     }
 
     /// √(1/ᾱ_t − 1).
-    pub fn sqrt_recipm1_alphas_cumprod(&self) -> &[f64] {
-        &self.sqrt_recipm1_alphas_cumprod
+    #[doc(alias = "sqrt_recipm1_alphas_cumprod")]
+    pub fn sqrt_recipm1_alpha_bar(&self) -> &[f64] {
+        &self.sqrt_recipm1_alpha_bar
     }
 
     /// β̃_t = (1 − ᾱ_{t−1})/(1 − ᾱ_t) · β_t (Eq. 7); β̃₁ = 0.
@@ -313,25 +348,19 @@ impl NoiseSchedule {
         [
             ("betas", self.betas()),
             ("alphas", self.alphas()),
-            ("alphas_cumprod", self.alphas_cumprod()),
-            ("alphas_cumprod_prev", self.alphas_cumprod_prev()),
-            ("sqrt_alphas_cumprod", self.sqrt_alphas_cumprod()),
+            ("alphas_cumprod", self.alpha_bar()),
+            ("alphas_cumprod_prev", self.alpha_bar_prev()),
+            ("sqrt_alphas_cumprod", self.sqrt_alpha_bar()),
             (
                 "sqrt_one_minus_alphas_cumprod",
-                self.sqrt_one_minus_alphas_cumprod(),
+                self.sqrt_one_minus_alpha_bar(),
             ),
             (
                 "log_one_minus_alphas_cumprod",
-                self.log_one_minus_alphas_cumprod(),
+                self.log_one_minus_alpha_bar(),
             ),
-            (
-                "sqrt_recip_alphas_cumprod",
-                self.sqrt_recip_alphas_cumprod(),
-            ),
-            (
-                "sqrt_recipm1_alphas_cumprod",
-                self.sqrt_recipm1_alphas_cumprod(),
-            ),
+            ("sqrt_recip_alphas_cumprod", self.sqrt_recip_alpha_bar()),
+            ("sqrt_recipm1_alphas_cumprod", self.sqrt_recipm1_alpha_bar()),
             ("posterior_variance", self.posterior_variance()),
             (
                 "posterior_log_variance_clipped",
@@ -355,8 +384,43 @@ impl NoiseSchedule {
     /// # Panics
     /// If `t` or `prev` is ≥ T (a programmer error: timesteps come from validated lists).
     pub fn posterior_between(&self, t: usize, prev: Option<usize>) -> PosteriorCoefficients {
-        let ab_prev = prev.map_or(1.0, |p| self.alphas_cumprod[p]);
-        PosteriorCoefficients::new(self.alphas_cumprod[t], ab_prev)
+        let ab_prev = prev.map_or(1.0, |p| self.alpha_bar[p]);
+        PosteriorCoefficients::new(self.alpha_bar[t], ab_prev)
+    }
+
+    /// The reverse step from timestep `t` to `prev` (0-based; `None`: to the data). A
+    /// consecutive step (`prev = t − 1`, or t = 0 to the data) reads the tables above, so it
+    /// equals what training and the likelihood use; a strided one recomputes β' over the
+    /// skipped steps ([`NoiseSchedule::posterior_between`]).
+    ///
+    /// # Panics
+    /// If `t` or `prev` is ≥ T (a programmer error: timesteps come from validated lists).
+    pub fn reverse_step(&self, t: usize, prev: Option<usize>) -> ReverseStepCoefficients {
+        if prev == t.checked_sub(1) {
+            let beta = self.betas[t];
+            ReverseStepCoefficients {
+                alpha_bar: self.alpha_bar[t],
+                posterior: PosteriorCoefficients {
+                    mean_coef1: self.posterior_mean_coef1[t],
+                    mean_coef2: self.posterior_mean_coef2[t],
+                    variance: self.posterior_variance[t],
+                    beta,
+                },
+                log_posterior_variance: self.posterior_log_variance_clipped[t],
+                fixed_large_log_variance: self.fixed_large_log_variance[t],
+                log_beta: beta.ln(),
+            }
+        } else {
+            let posterior = self.posterior_between(t, prev);
+            ReverseStepCoefficients {
+                alpha_bar: self.alpha_bar[t],
+                posterior,
+                // diffusers clamps at 1e-20 (β̃' = 0 only for a step to the data).
+                log_posterior_variance: posterior.variance.max(1e-20).ln(),
+                fixed_large_log_variance: posterior.beta.ln(),
+                log_beta: posterior.beta.ln(),
+            }
+        }
     }
 }
 
@@ -383,11 +447,11 @@ mod tests {
     fn invariants_hold_for_every_preset_and_length() {
         for schedule in presets() {
             for t in [1, 2, 10, 1000] {
-                let s = NoiseSchedule::new(&ScheduleConfig::new(t, schedule.clone())).unwrap();
+                let s = NoiseSchedule::new(&NoiseScheduleConfig::new(t, schedule.clone())).unwrap();
                 let ctx = format!("{schedule:?} T={t}");
                 assert!(s.betas().iter().all(|&b| b > 0.0 && b < 1.0), "{ctx}");
                 assert!(
-                    s.alphas_cumprod().windows(2).all(|w| w[1] < w[0]),
+                    s.alpha_bar().windows(2).all(|w| w[1] < w[0]),
                     "ᾱ not strictly decreasing: {ctx}"
                 );
                 for table in [
@@ -395,9 +459,9 @@ mod tests {
                     s.posterior_log_variance_clipped(),
                     s.posterior_mean_coef1(),
                     s.posterior_mean_coef2(),
-                    s.sqrt_recipm1_alphas_cumprod(),
+                    s.sqrt_recipm1_alpha_bar(),
                     s.fixed_large_log_variance(),
-                    s.log_one_minus_alphas_cumprod(),
+                    s.log_one_minus_alpha_bar(),
                 ] {
                     assert!(table.iter().all(|v| v.is_finite()), "non-finite: {ctx}");
                 }
@@ -416,17 +480,31 @@ mod tests {
         }
         let p = s.posterior_between(0, None);
         assert_eq!(p.variance, 0.0);
+        // reverse_step: tables for consecutive steps (t = 0 to the data included), β' else.
+        let r = s.reverse_step(500, Some(499));
+        assert_eq!(r.posterior.mean_coef1, s.posterior_mean_coef1()[500]);
+        assert_eq!(
+            r.log_posterior_variance,
+            s.posterior_log_variance_clipped()[500]
+        );
+        assert_eq!(r.fixed_large_log_variance, s.betas()[500].ln());
+        let r = s.reverse_step(0, None);
+        assert_eq!(r.log_posterior_variance, s.posterior_variance()[1].ln());
+        let r = s.reverse_step(600, Some(10));
+        let beta = 1.0 - s.alpha_bar()[600] / s.alpha_bar()[10];
+        assert!((r.log_beta - beta.ln()).abs() < 1e-12);
+        assert_eq!(r.fixed_large_log_variance, r.log_beta);
     }
 
     #[test]
     fn zero_terminal_snr() {
-        let cfg = ScheduleConfig {
+        let cfg = NoiseScheduleConfig {
             rescale_betas_zero_snr: true,
             ..Default::default()
         };
         let s = cfg.build().unwrap();
-        assert_eq!(s.alphas_cumprod()[999], ZERO_SNR_ALPHA_BAR_T);
-        assert!(s.sqrt_recip_alphas_cumprod()[999].is_finite());
+        assert_eq!(s.alpha_bar()[999], ZERO_SNR_ALPHA_BAR_T);
+        assert!(s.sqrt_recip_alpha_bar()[999].is_finite());
         assert!(s.snr()[999] < 1e-7);
     }
 }

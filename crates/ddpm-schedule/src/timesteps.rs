@@ -5,7 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ScheduleError, beta_schedule::linspace};
+use crate::{NoiseSchedule, ScheduleError, beta_schedule::linspace};
 
 /// How `num_inference_steps` timesteps are picked out of 0..T.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -96,6 +96,90 @@ pub fn inference_timesteps(
     validate_timesteps(&steps, t_total)
 }
 
+/// The timesteps diffusers' `DPMSolverMultistepScheduler.set_timesteps(n)` visits (strictly
+/// decreasing, 0-based), which differ from [`inference_timesteps`] for `linspace` and
+/// `leading`:
+///
+/// - T′ = T minus the number of timesteps whose λ_t = log(√ᾱ_t/√(1 − ᾱ_t)) is below
+///   `lambda_min_clipped` (diffusers' `lambda_min_clipped`; `None`: T′ = T);
+/// - `linspace`: round(linspace(0, T′ − 1, n + 1)) reversed, without its last point (0);
+/// - `leading`: k · (T′ // (n + 1)) + `steps_offset` for k = n..1;
+/// - `trailing`: round(T′ − k · T/n) − 1 for k = 0, 1, … while T′ − k · T/n > 0 (numpy's
+///   `arange(T′, 0, −T/n)`), so n entries when T′ = T.
+///
+/// NOTE: where numpy's `arange` length rounds up to an entry that rounds to −1 (the
+/// `trailing` corner case of [`inference_timesteps`]), that entry is dropped.
+///
+/// # Errors
+/// [`ScheduleError::InvalidInferenceSteps`] unless 1 ≤ n ≤ T;
+/// [`ScheduleError::InvalidParameter`] for a NaN `lambda_min_clipped` or one that clips every
+/// timestep; [`ScheduleError::TimestepOutOfRange`] / [`ScheduleError::TimestepsNotDecreasing`]
+/// for a list diffusers would also get wrong (a `steps_offset` past T − 1, `leading` with
+/// n + 1 > T′).
+pub fn dpm_solver_timesteps(
+    schedule: &NoiseSchedule,
+    num_inference_steps: usize,
+    spacing: TimestepSpacing,
+    steps_offset: usize,
+    lambda_min_clipped: Option<f64>,
+) -> Result<Vec<usize>, ScheduleError> {
+    let (t_total, n) = (schedule.num_train_timesteps(), num_inference_steps);
+    if n == 0 || n > t_total {
+        return Err(ScheduleError::InvalidInferenceSteps {
+            num_inference_steps: n,
+            num_train_timesteps: t_total,
+        });
+    }
+    let clipped = match lambda_min_clipped {
+        None => 0,
+        Some(l) if l.is_nan() => {
+            return Err(ScheduleError::InvalidParameter {
+                field: "lambda_min_clipped",
+                value: l,
+                expected: "a number (or -Infinity for no clipping)",
+            });
+        }
+        // λ decreases with t: the clipped timesteps are the last ones.
+        Some(l) => schedule
+            .alpha_bar()
+            .iter()
+            .filter(|&&ab| 0.5 * (ab / (1.0 - ab)).ln() < l)
+            .count(),
+    };
+    let last = t_total - clipped;
+    if last == 0 {
+        return Err(ScheduleError::InvalidParameter {
+            field: "lambda_min_clipped",
+            value: lambda_min_clipped.unwrap_or(f64::NAN),
+            expected: "a value that leaves at least one timestep",
+        });
+    }
+    let steps: Vec<i64> = match spacing {
+        TimestepSpacing::Linspace => linspace(0.0, (last - 1) as f64, n + 1)
+            .into_iter()
+            .rev()
+            .take(n)
+            .map(|v| v.round_ties_even() as i64)
+            .collect(),
+        TimestepSpacing::Leading => {
+            let ratio = (last / (n + 1)) as i64;
+            (1..=n as i64)
+                .rev()
+                .map(|k| k * ratio + steps_offset as i64)
+                .collect()
+        }
+        TimestepSpacing::Trailing => {
+            let step = t_total as f64 / n as f64;
+            let len = (last as f64 / step).ceil() as usize;
+            (0..len)
+                .map(|k| (last as f64 - k as f64 * step).round_ties_even() as i64 - 1)
+                .filter(|&t| t >= 0)
+                .collect()
+        }
+    };
+    validate_timesteps(&steps, t_total)
+}
+
 /// Validates a user-supplied timestep list: non-empty, strictly decreasing, each in 0..T.
 ///
 /// # Errors
@@ -153,6 +237,46 @@ mod tests {
             let ts = inference_timesteps(1000, 1000, spacing, 0).unwrap();
             assert_eq!(ts, (0..1000).rev().collect::<Vec<_>>(), "{spacing:?}");
         }
+    }
+
+    #[test]
+    fn dpm_solver_timesteps_follow_diffusers() {
+        // diffusers 0.42.1, DPMSolverMultistepScheduler.set_timesteps (linear β, T = 1000).
+        let s = NoiseSchedule::paper();
+        let dpm = |n, spacing, offset| dpm_solver_timesteps(&s, n, spacing, offset, None).unwrap();
+        assert_eq!(
+            dpm(5, TimestepSpacing::Linspace, 0),
+            [999, 799, 599, 400, 200]
+        );
+        assert_eq!(
+            dpm(8, TimestepSpacing::Leading, 0),
+            [888, 777, 666, 555, 444, 333, 222, 111]
+        );
+        assert_eq!(
+            dpm(7, TimestepSpacing::Leading, 1),
+            [876, 751, 626, 501, 376, 251, 126]
+        );
+        for n in [10, 61] {
+            assert_eq!(
+                dpm(n, TimestepSpacing::Trailing, 0),
+                inference_timesteps(1000, n, TimestepSpacing::Trailing, 0).unwrap()
+            );
+        }
+        // Cosine with lambda_min_clipped = −5.1 (T′ = 996).
+        let cosine = crate::NoiseScheduleConfig::cosine(1000).build().unwrap();
+        let clipped = |spacing| dpm_solver_timesteps(&cosine, 8, spacing, 0, Some(-5.1)).unwrap();
+        assert_eq!(
+            clipped(TimestepSpacing::Linspace),
+            [995, 871, 746, 622, 498, 373, 249, 124]
+        );
+        assert_eq!(
+            clipped(TimestepSpacing::Trailing),
+            [995, 870, 745, 620, 495, 370, 245, 120]
+        );
+        let e = dpm_solver_timesteps(&s, 5, TimestepSpacing::Linspace, 0, Some(100.0)).unwrap_err();
+        assert!(e.to_string().contains("lambda_min_clipped"), "{e}");
+        assert!(dpm_solver_timesteps(&s, 5, TimestepSpacing::Linspace, 0, Some(f64::NAN)).is_err());
+        assert!(dpm_solver_timesteps(&s, 0, TimestepSpacing::Linspace, 0, None).is_err());
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! (rtol 1e-5; 1e-4 for ᾱ near T, a float32 cumulative product), and `set_timesteps` lists.
 
 use ddpm_schedule::{
-    BetaSchedule, NoiseSchedule, ScheduleConfig, TimestepSpacing, inference_timesteps,
+    BetaSchedule, NoiseSchedule, NoiseScheduleConfig, TimestepSpacing, inference_timesteps,
 };
 use serde_json::Value;
 
@@ -48,7 +48,7 @@ fn schedule_for(case: &Value) -> NoiseSchedule {
         case["beta_end"].as_f64().unwrap(),
     )
     .unwrap();
-    NoiseSchedule::new(&ScheduleConfig::new(1000, schedule)).unwrap()
+    NoiseSchedule::new(&NoiseScheduleConfig::new(1000, schedule)).unwrap()
 }
 
 #[test]
@@ -98,14 +98,14 @@ fn schedules_match_diffusers_float32() {
         let ac_ref = floats(&f32s["alphas_cumprod"]);
         let head = max_rel_dev(
             &format!("{name}/alphas_cumprod[..500]"),
-            &s.alphas_cumprod()[..500],
+            &s.alpha_bar()[..500],
             &ac_ref[..500],
             1e-5,
             0.0,
         );
         let tail = max_rel_dev(
             &format!("{name}/alphas_cumprod[500..]"),
-            &s.alphas_cumprod()[500..],
+            &s.alpha_bar()[500..],
             &ac_ref[500..],
             1e-4,
             0.0,

@@ -220,7 +220,7 @@ pub fn load_unet<B: Backend>(
         })?
     };
     let config: UnetConfig = read_json(&checkpoint.join(UNET_CONFIG_FILE))?;
-    let unet = config.try_init::<B>(device)?;
+    let unet = config.init::<B>(device)?;
     let file = checkpoint.join(match weights {
         Weights::Ema => EMA_RECORD,
         Weights::Raw => MODEL_RECORD,

@@ -2,7 +2,7 @@
 
 use burn::config::Config;
 use ddpm_loss::LossWeighting;
-use ddpm_schedule::{PredictionType, ScheduleConfig};
+use ddpm_schedule::{NoiseScheduleConfig, PredictionType};
 use ddpm_unet::UnetConfig;
 
 use crate::TrainError;
@@ -23,8 +23,8 @@ pub struct TrainConfig {
     /// The noise predictor.
     pub unet: UnetConfig,
     /// T and β (paper: 1000, linear 1e-4..0.02).
-    #[config(default = "ScheduleConfig::default()")]
-    pub schedule: ScheduleConfig,
+    #[config(default = "NoiseScheduleConfig::default()")]
+    pub schedule: NoiseScheduleConfig,
     /// What the model predicts (paper: ε).
     #[config(default = "PredictionType::Epsilon")]
     pub prediction_type: PredictionType,

@@ -18,9 +18,9 @@ use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
 use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
 use ddpm_forward::ForwardProcess;
-use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepSampler, UniformSampler};
+use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepDistribution, UniformTimesteps};
 use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
-use ddpm_schedule::{NoiseSchedule, SchedulerClass, SchedulerConfig};
+use ddpm_schedule::{NoiseSchedule, SamplingConfig, SchedulerClass};
 use ddpm_unet::Unet;
 use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
@@ -131,7 +131,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
         // diffusers' scheduler_config.json, so samplers (and diffusers) pick up the training
         // schedule and prediction type from the run directory.
-        let mut scheduler = SchedulerConfig::class_defaults(SchedulerClass::Ddpm);
+        let mut scheduler = SamplingConfig::class_defaults(SchedulerClass::Ddpm);
         scheduler.schedule = config.schedule.clone();
         scheduler.prediction_type = config.prediction_type;
         write_json_atomic(
@@ -141,7 +141,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let model = {
             let _rng = backend_rng_lock();
             B::seed(device, derive_seed(config.seed, 0, 0));
-            config.unet.try_init::<B>(device)?
+            config.unet.init::<B>(device)?
         };
         let ema = model.valid();
         let data = Self::batches(&config).init(dataset)?;
@@ -174,12 +174,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         let load = |name: &str| ckpt.join(name);
         let model = config
             .unet
-            .try_init::<B>(device)?
+            .init::<B>(device)?
             .load_file(load(MODEL_RECORD), &rec, device)
             .map_err(|e| record_error(&load(MODEL_RECORD), e))?;
         let ema = config
             .unet
-            .try_init::<B::InnerBackend>(device)?
+            .init::<B::InnerBackend>(device)?
             .load_file(load(EMA_RECORD), &rec, device)
             .map_err(|e| record_error(&load(EMA_RECORD), e))?;
         let optim_record = Recorder::<B>::load(&rec, load(OPTIMIZER_RECORD), device)
@@ -288,8 +288,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             let x0 = batch.into_tensor::<B>(&self.device);
             let mut rng =
                 ChaCha8Rng::seed_from_u64(derive_seed(self.config.seed, k, 2 + micro as u64));
-            let t = UniformSampler::new(self.schedule.num_train_timesteps())?
-                .sample(n, &mut rng)
+            let t = UniformTimesteps::new(self.schedule.num_train_timesteps())?
+                .draw(n, &mut rng)
                 .timesteps_tensor::<B>(&self.device);
             let eps =
                 NoiseSource::<B>::seeded(derive_seed(self.config.seed, k, 1000 + micro as u64))

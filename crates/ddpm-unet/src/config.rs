@@ -289,7 +289,7 @@ impl UnetConfig {
             .collect()
     }
 
-    /// Checks every constraint `try_init` relies on.
+    /// Checks every constraint `init` relies on.
     ///
     /// # Errors
     ///

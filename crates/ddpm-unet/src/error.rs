@@ -11,7 +11,7 @@ use thiserror::Error;
 /// A [`UnetConfig`](crate::UnetConfig) that cannot build a working U-Net.
 ///
 /// Returned by [`UnetConfig::validate`](crate::UnetConfig::validate) and
-/// [`UnetConfig::try_init`](crate::UnetConfig::try_init); each variant names the offending field.
+/// [`UnetConfig::init`](crate::UnetConfig::init); each variant names the offending field.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum UnetError {

@@ -235,7 +235,7 @@ impl<B: Backend> Unet<B> {
             .map(|f| dir.join(f))
             .find(|p| p.is_file())
             .ok_or_else(|| ImportError::NoWeights { dir: dir.clone() })?;
-        config.try_init(device)?.load_diffusers_weights(weights)
+        config.init(device)?.load_diffusers_weights(weights)
     }
 
     /// Loads a native checkpoint directory written by [`Unet::save`].
@@ -247,7 +247,7 @@ impl<B: Backend> Unet<B> {
         let dir = model_dir(dir.as_ref());
         let config = read_config(&dir)?;
         config
-            .try_init(device)?
+            .init(device)?
             .load_native_weights(dir.join(NATIVE_WEIGHTS))
     }
 

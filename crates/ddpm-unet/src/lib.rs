@@ -28,7 +28,7 @@
 //! use ddpm_unet::UnetConfig;
 //!
 //! let device = Default::default();
-//! let unet = UnetConfig::tiny().try_init::<Flex>(&device)?;
+//! let unet = UnetConfig::tiny().init::<Flex>(&device)?;
 //! let x_t = Tensor::<Flex, 4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
 //! let t = Tensor::<Flex, 1, Int>::from_ints([10, 900], &device);
 //! let eps = unet.forward(x_t, t);

@@ -29,7 +29,7 @@ impl UnetConfig {
     /// # Errors
     ///
     /// The [`UnetError`] of [`UnetConfig::validate`].
-    pub fn try_init<B: Backend>(&self, device: &B::Device) -> Result<Unet<B>, UnetError> {
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Unet<B>, UnetError> {
         self.validate()?;
         let levels = self.num_levels();
         let c0 = self.block_out_channels[0];
@@ -77,18 +77,9 @@ impl UnetConfig {
             config: self.clone(),
         })
     }
-
-    /// Same as [`UnetConfig::try_init`], the name Burn users expect.
-    ///
-    /// # Errors
-    ///
-    /// The [`UnetError`] of [`UnetConfig::validate`].
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<Unet<B>, UnetError> {
-        self.try_init(device)
-    }
 }
 
-/// The DDPM U-Net ε_θ(x_t, t), built by [`UnetConfig::try_init`] or imported with
+/// The DDPM U-Net ε_θ(x_t, t), built by [`UnetConfig::init`] or imported with
 /// [`Unet::from_diffusers`](crate::Unet::from_diffusers).
 #[derive(Module, Debug)]
 #[doc(alias = "UNet2DModel")]
@@ -298,7 +289,7 @@ mod tests {
     fn module_count_equals_config_count() {
         let device = Default::default();
         for config in [UnetConfig::tiny(), UnetConfig::mnist()] {
-            let unet = config.try_init::<TestBackend>(&device).unwrap();
+            let unet = config.init::<TestBackend>(&device).unwrap();
             assert_eq!(unet.num_params(), config.num_params());
             let counts = config.param_counts();
             for (i, block) in unet.down_blocks.iter().enumerate() {
@@ -313,7 +304,7 @@ mod tests {
     #[test]
     fn output_shape() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([2, 3, 16, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([1, 999], &device);
         assert_eq!(unet.forward(x, t).dims(), [2, 3, 16, 16]);
@@ -327,7 +318,7 @@ mod tests {
     #[should_panic(expected = "expected x of shape [batch, 3, h, w] with h and w divisible by 2")]
     fn wrong_channels_panics() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([1, 1, 16, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([5], &device);
         unet.forward(x, t);
@@ -337,7 +328,7 @@ mod tests {
     #[should_panic(expected = "got [1, 3, 15, 16]")]
     fn odd_size_panics() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([1, 3, 15, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([5], &device);
         unet.forward(x, t);
@@ -347,7 +338,7 @@ mod tests {
     #[should_panic(expected = "expected timesteps of shape [2]")]
     fn wrong_timesteps_panics() {
         let device = Default::default();
-        let unet = UnetConfig::tiny().try_init::<TestBackend>(&device).unwrap();
+        let unet = UnetConfig::tiny().init::<TestBackend>(&device).unwrap();
         let x = Tensor::<TestBackend, 4>::zeros([2, 3, 16, 16], &device);
         let t = Tensor::<TestBackend, 1, Int>::from_ints([5], &device);
         unet.forward(x, t);
@@ -358,7 +349,7 @@ mod tests {
         let device = Default::default();
         let err = UnetConfig::tiny()
             .with_block_out_channels(vec![30, 64])
-            .try_init::<TestBackend>(&device)
+            .init::<TestBackend>(&device)
             .unwrap_err();
         assert!(
             err.to_string().contains("`block_out_channels[0]` = 30"),

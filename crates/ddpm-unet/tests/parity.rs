@@ -59,7 +59,7 @@ fn forward_equals_recorded_output() {
 fn legacy_attention_keys_load_to_the_same_model() {
     let device = Default::default();
     let unet = UnetConfig::tiny()
-        .try_init::<TestBackend>(&device)
+        .init::<TestBackend>(&device)
         .unwrap()
         .load_diffusers_weights(fixture("unet_tiny_legacy_attn_keys.safetensors"))
         .unwrap();
@@ -85,7 +85,7 @@ fn fixture_param_count_equals_diffusers() {
 fn pytorch_bin_loads_to_the_same_model() {
     let device = Default::default();
     let unet = UnetConfig::tiny()
-        .try_init::<TestBackend>(&device)
+        .init::<TestBackend>(&device)
         .unwrap()
         .load_diffusers_weights(fixture("unet_tiny_pytorch.bin"))
         .unwrap();

@@ -64,10 +64,7 @@ fn batch(
 fn gradients_reach_every_parameter() {
     let device = Default::default();
     // Non-default GroupNorm affine values are not needed: every parameter enters the output.
-    let unet: Unet<Ad> = UnetConfig::tiny()
-        .with_dropout(0.1)
-        .try_init(&device)
-        .unwrap();
+    let unet: Unet<Ad> = UnetConfig::tiny().with_dropout(0.1).init(&device).unwrap();
     let (x, t, noise) = batch(&device);
     let loss = (unet.forward(x, t) - noise).square().mean();
     let grads = loss.backward();
@@ -85,10 +82,7 @@ fn gradients_reach_every_parameter() {
 #[test]
 fn dropout_only_under_autodiff() {
     let device = Default::default();
-    let unet: Unet<Ad> = UnetConfig::tiny()
-        .with_dropout(0.5)
-        .try_init(&device)
-        .unwrap();
+    let unet: Unet<Ad> = UnetConfig::tiny().with_dropout(0.5).init(&device).unwrap();
     let (x, t, _) = batch(&device);
     let a = unet.forward(x.clone(), t.clone()).into_data();
     let b = unet.forward(x.clone(), t.clone()).into_data();
@@ -103,7 +97,7 @@ fn dropout_only_under_autodiff() {
 #[test]
 fn adam_steps_lower_the_loss() {
     let device = Default::default();
-    let mut unet: Unet<Ad> = UnetConfig::tiny().try_init(&device).unwrap();
+    let mut unet: Unet<Ad> = UnetConfig::tiny().init(&device).unwrap();
     let mut optim = AdamConfig::new().init();
     let (x, t, noise) = batch(&device);
     let mut losses = Vec::new();

@@ -63,7 +63,7 @@ fn diffusers_round_trip_gives_the_same_outputs() {
     // Random weights (no symmetric shortcut): export → import must reproduce them.
     let unet = UnetConfig::tiny()
         .with_attention_head_dim(Some(16))
-        .try_init::<TestBackend>(&device)
+        .init::<TestBackend>(&device)
         .unwrap();
     unet.to_diffusers(&dir).unwrap();
     let back = Unet::<TestBackend>::from_diffusers(&dir, &device).unwrap();
@@ -92,7 +92,7 @@ fn native_round_trip_gives_the_same_outputs() {
 fn load_into(config: UnetConfig) -> ImportError {
     let device = Default::default();
     config
-        .try_init::<TestBackend>(&device)
+        .init::<TestBackend>(&device)
         .unwrap()
         .load_diffusers_weights(fixture("unet_tiny/diffusion_pytorch_model.safetensors"))
         .unwrap_err()

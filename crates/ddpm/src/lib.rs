@@ -9,7 +9,7 @@
 //!   ε ↔ x̂₀ ↔ v conversions on any Burn backend.
 //! - [`unet`] (`ddpm-unet`): the DDPM U-Net ε_θ(x_t, t) with diffusers checkpoints in and out.
 //! - [`loss`] (`ddpm-loss`): L_simple (Eq. 14) with weightings, the variational bound terms
-//!   (Eqs. 5, 8, 13) in bits/dim, the hybrid loss, timestep samplers, and the bits/dim evaluator.
+//!   (Eqs. 5, 8, 13) in bits/dim, the hybrid loss, training-timestep distributions, and the bits/dim evaluator.
 //! - [`sampler`] (`ddpm-sampler`): DDPM ancestral (Algorithm 2), DDIM, DPM-Solver++(2M), with
 //!   any model through the [`sampler::Denoiser`] trait (closures included).
 //! - [`data`] (`ddpm-data`): image folders, MNIST/Fashion-MNIST, CIFAR-10; seeded, resumable
@@ -53,7 +53,7 @@ pub mod prelude {
         sample_loop,
     };
     pub use ddpm_schedule::{
-        BetaSchedule, NoiseSchedule, PredictionType, ScheduleConfig, SchedulerConfig,
+        BetaSchedule, NoiseSchedule, NoiseScheduleConfig, PredictionType, SamplingConfig,
         TimestepSpacing, VarianceType, inference_timesteps,
     };
     pub use ddpm_train::{TrainConfig, Trainer, Weights};

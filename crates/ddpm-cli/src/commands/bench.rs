@@ -328,7 +328,7 @@ fn bench_forward<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let unet = config.try_init::<B>(device)?;
+    let unet = config.init::<B>(device)?;
     let (x, t) = inputs::<B>(config, batch, device);
     sync::<B>(device)?;
     time_it(args.warmup, args.repeats, || {
@@ -347,7 +347,7 @@ fn bench_train<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let mut model = Some(config.try_init::<Autodiff<B>>(device)?);
+    let mut model = Some(config.init::<Autodiff<B>>(device)?);
     let mut optim = AdamConfig::new().init();
     let (x, t) = inputs::<Autodiff<B>>(config, batch, device);
     let eps = x.random_like(Distribution::Normal(0.0, 1.0));
@@ -374,7 +374,7 @@ fn bench_sample<B: Backend>(
     args: &BenchArgs,
     device: &B::Device,
 ) -> Result<Stats> {
-    let unet = config.try_init::<B>(device)?;
+    let unet = config.init::<B>(device)?;
     let schedule = NoiseSchedule::paper();
     let mut sampler = DdimSamplerConfig::new()
         .with_num_inference_steps(args.steps)

@@ -16,7 +16,7 @@ use clap::{Args, Subcommand};
 use ddpm_data::{DataSpec, ImageSize, LoadOptions, Split};
 use ddpm_forward::ForwardProcess;
 use ddpm_loss::{BpdConfig, BpdOutput, BpdTimesteps};
-use ddpm_schedule::{PredictionType, SchedulerConfig, VarianceType};
+use ddpm_schedule::{PredictionType, SamplingConfig, VarianceType};
 use ddpm_unet::{Unet, UnetConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::SeedableRng;
@@ -132,7 +132,7 @@ fn load_model<B: Backend>(spec: &str, device: &B::Device) -> Result<Unet<B>> {
     match (spec.strip_prefix("preset:"), model_dir(spec)) {
         (Some(name), _) => {
             let config = UnetConfig::preset(name)?.with_dropout(0.0);
-            Ok(config.try_init::<B>(device)?)
+            Ok(config.init::<B>(device)?)
         }
         (None, Some(dir)) => crate::model::load_unet::<B>(&dir, ddpm_train::Weights::Ema, device),
         (None, None) => unreachable!("a non-preset spec has a directory"),
@@ -140,7 +140,7 @@ fn load_model<B: Backend>(spec: &str, device: &B::Device) -> Result<Unet<B>> {
 }
 
 /// `--scheduler`, else a config next to the model, else `None` (the paper's).
-fn scheduler_config(args: &NllArgs) -> Result<Option<(SchedulerConfig, String)>> {
+fn scheduler_config(args: &NllArgs) -> Result<Option<(SamplingConfig, String)>> {
     let found = match (&args.scheduler, model_dir(&args.unet)) {
         (Some(path), _) => Some(path.clone()),
         (None, Some(dir)) => [
@@ -156,7 +156,7 @@ fn scheduler_config(args: &NllArgs) -> Result<Option<(SchedulerConfig, String)>>
     };
     found
         .map(|path| {
-            let loaded = SchedulerConfig::load(&path)
+            let loaded = SamplingConfig::load(&path)
                 .with_context(|| format!("reading scheduler config {}", path.display()))?;
             Ok((loaded.config, path.display().to_string()))
         })

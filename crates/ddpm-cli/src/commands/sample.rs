@@ -12,12 +12,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::tensor::{Int, Tensor, TensorData, backend::Backend};
-use clap::{Args, ValueEnum};
+use clap::Args;
 use ddpm_sampler::{
-    DdimSamplerConfig, DdimTimestepMode, DdpmSamplerConfig, DpmSolverConfig, NoiseSource, Sampler,
-    X0ProcessingConfig, sample_loop,
+    NoiseSource, Sampler, SamplerKind, SamplerOverrides, sample_loop, sampler_from_config,
 };
-use ddpm_schedule::{NoiseSchedule, SchedulerClass, SchedulerConfig, TimestepSpacing};
+use ddpm_schedule::{SamplingConfig, TimestepSpacing};
 use ddpm_train::Weights;
 use ddpm_unet::Unet;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -40,9 +39,9 @@ pub struct SampleArgs {
     /// paper's settings.
     #[arg(long)]
     pub scheduler: Option<PathBuf>,
-    /// Sampler; default from the config's `_class_name` (DDPMScheduler → ddpm,
-    /// DDIMScheduler → ddim, DPMSolverMultistepScheduler → dpm-solver++).
-    #[arg(long, value_enum)]
+    /// Sampler: ddpm, ddim or dpm-solver++; default from the config's `_class_name`
+    /// (DDPMScheduler → ddpm, DDIMScheduler → ddim, DPMSolverMultistepScheduler → dpm-solver++).
+    #[arg(long)]
     pub sampler: Option<SamplerKind>,
     /// Number of sampling steps. Default: all T for ddpm, 50 for ddim, 20 for dpm-solver++.
     #[arg(long)]
@@ -53,8 +52,10 @@ pub struct SampleArgs {
     /// Timestep spacing: leading, linspace or trailing. Default: the config's.
     #[arg(long)]
     pub timestep_spacing: Option<TimestepSpacing>,
-    /// DDIM: step to `t − T // n` like diffusers instead of the next timestep of the list
-    /// (they differ for trailing/linspace when n does not divide T).
+    /// Follow diffusers where its timestep rule differs from ours: DDIM steps to `t − T // n`
+    /// instead of the next timestep of the list (they differ for trailing/linspace when n does
+    /// not divide T). DPM-Solver++ follows diffusers for a DPMSolverMultistepScheduler config
+    /// anyway. An error with the DDPM sampler.
     #[arg(long)]
     pub diffusers_compat: bool,
     /// How many images to draw.
@@ -88,18 +89,6 @@ pub struct SampleArgs {
     pub device: String,
 }
 
-/// The sampler of `ddpm sample`.
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SamplerKind {
-    /// DDPM ancestral sampling (Ho et al. 2020, Algorithm 2).
-    Ddpm,
-    /// DDIM (Song et al. 2021), η from --eta.
-    Ddim,
-    /// DPM-Solver++(2M) (Lu et al. 2022).
-    #[value(name = "dpm-solver++")]
-    DpmSolver,
-}
-
 /// Runs `ddpm sample` on the backend named by `--device`.
 pub fn run(args: SampleArgs) -> Result<()> {
     let device = args.device.clone();
@@ -121,7 +110,7 @@ pub fn load_unet<B: Backend>(path: &Path, weights: Weights, device: &B::Device) 
 }
 
 /// The scheduler config: `--scheduler`, else one next to the model, else the paper's.
-fn scheduler_config(args: &SampleArgs) -> Result<(SchedulerConfig, String)> {
+fn scheduler_config(args: &SampleArgs) -> Result<(SamplingConfig, String)> {
     let found = match &args.scheduler {
         Some(path) => Some(path.clone()),
         None => {
@@ -138,7 +127,7 @@ fn scheduler_config(args: &SampleArgs) -> Result<(SchedulerConfig, String)> {
     };
     match found {
         Some(path) => {
-            let loaded = SchedulerConfig::load(&path)
+            let loaded = SamplingConfig::load(&path)
                 .with_context(|| format!("reading scheduler config {}", path.display()))?;
             if !loaded.ignored_keys.is_empty() {
                 eprintln!(
@@ -149,82 +138,24 @@ fn scheduler_config(args: &SampleArgs) -> Result<(SchedulerConfig, String)> {
             }
             Ok((loaded.config, path.display().to_string()))
         }
-        None => Ok((SchedulerConfig::default(), "paper defaults".to_string())),
+        None => Ok((SamplingConfig::default(), "paper defaults".to_string())),
     }
 }
 
-/// Builds the sampler from the config and the command line (all checks happen here).
+/// Builds the sampler from the config and the command line (all checks happen here), through
+/// the library's [`sampler_from_config`].
 fn build_sampler<B: Backend>(
     args: &SampleArgs,
-    config: &SchedulerConfig,
-    schedule: &NoiseSchedule,
+    config: &SamplingConfig,
 ) -> Result<(SamplerKind, Box<dyn Sampler<B>>)> {
-    let kind = args.sampler.unwrap_or(match config.class {
-        SchedulerClass::Ddpm => SamplerKind::Ddpm,
-        SchedulerClass::Ddim => SamplerKind::Ddim,
-        SchedulerClass::DpmSolverMultistep => SamplerKind::DpmSolver,
-    });
-    if args.eta.is_some() && kind != SamplerKind::Ddim {
-        bail!("--eta applies to --sampler ddim only");
-    }
-    let x0 = X0ProcessingConfig {
-        clip_sample: config.clip_sample,
-        clip_sample_range: config.clip_sample_range,
-        thresholding: config.thresholding,
-        dynamic_thresholding_ratio: config.dynamic_thresholding_ratio,
-        sample_max_value: config.sample_max_value,
+    let overrides = SamplerOverrides {
+        kind: args.sampler,
+        num_inference_steps: args.steps,
+        eta: args.eta,
+        timestep_spacing: args.timestep_spacing,
+        diffusers_compat: args.diffusers_compat.then_some(true),
     };
-    let spacing = args.timestep_spacing.unwrap_or(config.timestep_spacing);
-    let sampler: Box<dyn Sampler<B>> = match kind {
-        SamplerKind::Ddpm => Box::new(
-            DdpmSamplerConfig::new()
-                .with_prediction_type(config.prediction_type)
-                .with_variance_type(config.variance_type)
-                .with_x0_processing(x0)
-                .with_num_inference_steps(args.steps)
-                .with_timestep_spacing(spacing)
-                .with_steps_offset(config.steps_offset)
-                .init(schedule)?,
-        ),
-        SamplerKind::Ddim => Box::new(
-            DdimSamplerConfig::new()
-                .with_prediction_type(config.prediction_type)
-                .with_x0_processing(x0)
-                .with_eta(args.eta.unwrap_or(0.0))
-                .with_num_inference_steps(args.steps.unwrap_or(50))
-                .with_timestep_spacing(spacing)
-                .with_steps_offset(config.steps_offset)
-                .with_set_alpha_to_one(config.set_alpha_to_one)
-                .with_timestep_mode(if args.diffusers_compat {
-                    DdimTimestepMode::DiffusersCompat
-                } else {
-                    DdimTimestepMode::NextInList
-                })
-                .init(schedule)?,
-        ),
-        SamplerKind::DpmSolver => {
-            // diffusers' DPM-Solver has no clip_sample; a DDPM/DDIM config's spacing is meant
-            // for those samplers, so the solver keeps its own (trailing) unless asked.
-            let from_dpm_config = config.class == SchedulerClass::DpmSolverMultistep;
-            let spacing = match (args.timestep_spacing, from_dpm_config) {
-                (Some(s), _) => s,
-                (None, true) => config.timestep_spacing,
-                (None, false) => TimestepSpacing::Trailing,
-            };
-            Box::new(
-                DpmSolverConfig::new()
-                    .with_prediction_type(config.prediction_type)
-                    .with_x0_processing(x0.with_clip_sample(false))
-                    .with_num_inference_steps(args.steps.unwrap_or(20))
-                    .with_timestep_spacing(spacing)
-                    .with_steps_offset(config.steps_offset)
-                    .with_solver_order(config.solver_order)
-                    .with_solver_type(config.solver_type)
-                    .init::<B>(schedule)?,
-            )
-        }
-    };
-    Ok((kind, sampler))
+    Ok(sampler_from_config::<B>(config, &overrides)?)
 }
 
 /// Reads the only tensor of a safetensors file (or the one named `preferred`) as f32.
@@ -275,8 +206,7 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
 
     // Everything is checked before the model is loaded or run.
     let (config, config_source) = scheduler_config(&args)?;
-    let schedule = config.schedule.build()?;
-    let (kind, mut sampler) = build_sampler::<B>(&args, &config, &schedule)?;
+    let (kind, mut sampler) = build_sampler::<B>(&args, &config)?;
     let num_steps = sampler.timesteps().len();
     let unet = load_unet::<B>(&args.unet, args.weights, device)?;
     let uc = unet.config();
@@ -309,7 +239,7 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
             let expected = [num_steps, n, c, size, size];
             ensure!(
                 shape == expected,
-                "--noise-file {} has shape {shape:?}; expected [steps, num_samples, C, H, W] = {expected:?} ({num_steps} steps of the {kind:?} sampler)",
+                "--noise-file {} has shape {shape:?}; expected [steps, num_samples, C, H, W] = {expected:?} ({num_steps} steps of the {kind} sampler)",
                 path.display()
             );
             Some(values)

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use ddpm_schedule::{
-    BetaSchedule, NoiseSchedule, SchedulerConfig, TimestepSpacing, inference_timesteps,
+    BetaSchedule, NoiseSchedule, SamplingConfig, TimestepSpacing, inference_timesteps,
 };
 use serde_json::{Map, Value, json};
 
@@ -64,7 +64,7 @@ pub struct ScheduleArgs {
 pub fn run(args: ScheduleArgs) -> Result<()> {
     let mut config = match &args.scheduler {
         Some(path) => {
-            let loaded = SchedulerConfig::load(path)?;
+            let loaded = SamplingConfig::load(path)?;
             if !loaded.ignored_keys.is_empty() {
                 eprintln!(
                     "note: {} ignores keys it does not use: {}",
@@ -74,7 +74,7 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
             }
             loaded.config
         }
-        None => SchedulerConfig::default(),
+        None => SamplingConfig::default(),
     };
     apply_overrides(&args, &mut config)?;
     let schedule = NoiseSchedule::new(&config.schedule)?;
@@ -102,7 +102,7 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
     Ok(())
 }
 
-fn apply_overrides(args: &ScheduleArgs, config: &mut SchedulerConfig) -> Result<()> {
+fn apply_overrides(args: &ScheduleArgs, config: &mut SamplingConfig) -> Result<()> {
     let s = &mut config.schedule;
     if let Some(t) = args.num_train_timesteps {
         s.num_train_timesteps = t;
@@ -134,7 +134,7 @@ fn apply_overrides(args: &ScheduleArgs, config: &mut SchedulerConfig) -> Result<
     Ok(())
 }
 
-fn to_json(config: &SchedulerConfig, s: &NoiseSchedule, timesteps: Option<&[usize]>) -> Value {
+fn to_json(config: &SamplingConfig, s: &NoiseSchedule, timesteps: Option<&[usize]>) -> Value {
     let mut out = Map::new();
     out.insert("num_train_timesteps".into(), json!(s.num_train_timesteps()));
     out.insert(
@@ -159,7 +159,7 @@ fn to_json(config: &SchedulerConfig, s: &NoiseSchedule, timesteps: Option<&[usiz
     Value::Object(out)
 }
 
-fn print_table(config: &SchedulerConfig, s: &NoiseSchedule, timesteps: Option<&[usize]>) {
+fn print_table(config: &SamplingConfig, s: &NoiseSchedule, timesteps: Option<&[usize]>) {
     let t_total = s.num_train_timesteps();
     println!(
         "{} schedule, T = {t_total}{}",
@@ -182,7 +182,7 @@ fn print_table(config: &SchedulerConfig, s: &NoiseSchedule, timesteps: Option<&[
             "{:>6} {:>12.6e} {:>12.6e} {:>12.6e} {:>12.5} {:>10.4}",
             i,
             s.betas()[i],
-            s.alphas_cumprod()[i],
+            s.alpha_bar()[i],
             s.posterior_variance()[i],
             s.posterior_log_variance_clipped()[i],
             s.snr()[i].ln()
@@ -218,7 +218,7 @@ fn plot(s: &NoiseSchedule, path: &std::path::Path) -> Result<()> {
     line_panels(
         path,
         &[
-            panel("ᾱ_t", "alpha_bar", false, "ᾱ", s.alphas_cumprod()),
+            panel("ᾱ_t", "alpha_bar", false, "ᾱ", s.alpha_bar()),
             panel("β_t", "beta (log scale)", true, "β", s.betas()),
             panel("log-SNR", "log(ᾱ/(1−ᾱ))", false, "log SNR", &s.log_snr()),
         ],

@@ -7,7 +7,7 @@ use ddpm_forward::ForwardProcess;
 use ddpm_loss::{
     VlbConfig, approx_standard_normal_cdf, discretized_gaussian_log_likelihood, normal_kl,
 };
-use ddpm_schedule::{BetaSchedule, NoiseSchedule, ScheduleConfig, VarianceType};
+use ddpm_schedule::{BetaSchedule, NoiseSchedule, NoiseScheduleConfig, VarianceType};
 use ddpm_testutil::{json_f64s, load_json};
 use serde_json::Value;
 
@@ -107,7 +107,7 @@ fn schedule_from(v: &Value) -> NoiseSchedule {
         "squaredcos_cap_v2" => BetaSchedule::cosine(),
         other => panic!("unexpected schedule {other}"),
     };
-    ScheduleConfig::new(t, beta_schedule).build().unwrap()
+    NoiseScheduleConfig::new(t, beta_schedule).build().unwrap()
 }
 
 /// Runs every fixture section; returns the deviations seen.
@@ -209,7 +209,7 @@ pub fn run_all<B: Backend>(device: &B::Device, tol: Tolerances) -> Vec<(String, 
         let clip = case["clip_denoised"].as_bool().unwrap();
         let label = format!("t={ts:?} {} clip={clip}", case["var_type"]);
         // x_t: ours from q_sample must match the fixture's, then the fixture's is used.
-        let x_t_ours = fp.q_sample(x0.clone(), t.clone(), noise.clone());
+        let x_t_ours = fp.q_sample(x0.clone(), noise.clone(), t.clone());
         seen.push(check(
             tol,
             &format!("x_t[{label}]"),

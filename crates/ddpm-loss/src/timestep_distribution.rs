@@ -1,6 +1,8 @@
-//! Timestep samplers for training: uniform (Ho et al. 2020, Algorithm 1) and importance sampling
-//! by the second moment of each timestep's loss (Nichol & Dhariwal 2021, arXiv:2102.09672v1,
-//! §3.3, Eq. 17; `improved_diffusion/resample.py`).
+//! Training-timestep distributions: which t each sample of a batch is trained at (not to be
+//! confused with the reverse-process samplers of `ddpm-sampler`). Uniform (Ho et al. 2020,
+//! Algorithm 1) and importance sampling by the second moment of each timestep's loss (Nichol &
+//! Dhariwal 2021, arXiv:2102.09672v1, §3.3, Eq. 17; `improved_diffusion/resample.py`, whose
+//! `ScheduleSampler` these are).
 //!
 //! Randomness comes from a `rand` RNG the caller owns: a seed reproduces the draws.
 
@@ -34,16 +36,17 @@ impl TimestepDraw {
     }
 }
 
-/// Chooses the training timestep of each sample.
-pub trait TimestepSampler {
+/// Chooses the training timestep of each sample (improved-diffusion's `ScheduleSampler`).
+#[doc(alias = "ScheduleSampler")]
+pub trait TimestepDistribution {
     /// T.
     fn num_timesteps(&self) -> usize;
 
     /// p_t for t = 0..T.
     fn probabilities(&self) -> Vec<f64>;
 
-    /// Draws `batch` timesteps from [`TimestepSampler::probabilities`] with their weights.
-    fn sample<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R) -> TimestepDraw {
+    /// Draws `batch` timesteps from [`TimestepDistribution::probabilities`] with their weights.
+    fn draw<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R) -> TimestepDraw {
         let p = self.probabilities();
         let cdf: Vec<f64> = p
             .iter()
@@ -75,11 +78,11 @@ pub trait TimestepSampler {
 
 /// t ~ Uniform{0, …, T − 1}   (Ho et al. 2020, Algorithm 1)
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct UniformSampler {
+pub struct UniformTimesteps {
     num_timesteps: usize,
 }
 
-impl UniformSampler {
+impl UniformTimesteps {
     /// Uniform over T timesteps.
     ///
     /// # Errors
@@ -90,7 +93,7 @@ impl UniformSampler {
     }
 }
 
-impl TimestepSampler for UniformSampler {
+impl TimestepDistribution for UniformTimesteps {
     fn num_timesteps(&self) -> usize {
         self.num_timesteps
     }
@@ -99,7 +102,7 @@ impl TimestepSampler for UniformSampler {
         vec![1.0 / self.num_timesteps as f64; self.num_timesteps]
     }
 
-    fn sample<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R) -> TimestepDraw {
+    fn draw<R: Rng + ?Sized>(&self, batch: usize, rng: &mut R) -> TimestepDraw {
         TimestepDraw {
             timesteps: (0..batch)
                 .map(|_| rng.random_range(0..self.num_timesteps))
@@ -115,13 +118,13 @@ impl TimestepSampler for UniformSampler {
 /// history, then p_t ∝ √(mean of the squared history), mixed with `uniform_prob` (0.001) of the
 /// uniform distribution: p = (1 − u) · p_{2nd moment} + u/T. Weights are 1/(T · p_t).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LossSecondMomentSampler {
+pub struct LossSecondMomentTimesteps {
     history: Vec<Vec<f64>>,
     history_per_term: usize,
     uniform_prob: f64,
 }
 
-impl LossSecondMomentSampler {
+impl LossSecondMomentTimesteps {
     /// improved-diffusion's settings: history 10 per t, uniform share 0.001.
     ///
     /// # Errors
@@ -169,7 +172,7 @@ impl LossSecondMomentSampler {
     }
 }
 
-impl TimestepSampler for LossSecondMomentSampler {
+impl TimestepDistribution for LossSecondMomentTimesteps {
     fn num_timesteps(&self) -> usize {
         self.history.len()
     }
@@ -232,17 +235,17 @@ mod tests {
 
     #[test]
     fn uniform_is_seeded_and_in_range() {
-        let s = UniformSampler::new(50).unwrap();
-        let a = s.sample(64, &mut StdRng::seed_from_u64(3));
-        let b = s.sample(64, &mut StdRng::seed_from_u64(3));
+        let s = UniformTimesteps::new(50).unwrap();
+        let a = s.draw(64, &mut StdRng::seed_from_u64(3));
+        let b = s.draw(64, &mut StdRng::seed_from_u64(3));
         assert_eq!(a, b);
         assert!(a.timesteps.iter().all(|&t| t < 50));
         assert!(a.weights.iter().all(|&w| w == 1.0));
     }
 
     #[test]
-    fn second_moment_sampler_warms_up_then_follows_the_losses() {
-        let mut s = LossSecondMomentSampler::new(4).unwrap();
+    fn second_moment_distribution_warms_up_then_follows_the_losses() {
+        let mut s = LossSecondMomentTimesteps::new(4).unwrap();
         assert_eq!(s.probabilities(), vec![0.25; 4]);
         for _ in 0..10 {
             s.update(&[0, 1, 2], &[1.0, 1.0, 2.0]).unwrap();
@@ -257,7 +260,7 @@ mod tests {
         for (p, e) in p.iter().zip(expected) {
             assert!((p - e).abs() < 1e-12);
         }
-        let draw = s.sample(2000, &mut StdRng::seed_from_u64(0));
+        let draw = s.draw(2000, &mut StdRng::seed_from_u64(0));
         let share3 = draw.timesteps.iter().filter(|&&t| t == 3).count() as f64 / 2000.0;
         assert!((share3 - p[3]).abs() < 0.05, "{share3}");
         // E[w] = 1 under p.
@@ -269,12 +272,12 @@ mod tests {
 
     #[test]
     fn bad_updates_are_errors() {
-        let mut s = LossSecondMomentSampler::new(4).unwrap();
+        let mut s = LossSecondMomentTimesteps::new(4).unwrap();
         assert!(matches!(
             s.update(&[4], &[1.0]),
             Err(LossError::TimestepOutOfRange { t: 4, .. })
         ));
         assert!(s.update(&[1], &[f64::NAN]).is_err());
-        assert!(UniformSampler::new(0).is_err());
+        assert!(UniformTimesteps::new(0).is_err());
     }
 }
