@@ -2,6 +2,7 @@
 # Side-by-side speed comparison: `ddpm bench` against PyTorch + diffusers' UNet2DModel on the CPU.
 #
 #   scripts/bench_vs_pytorch.sh --preset mnist                  # forward b1, forward b8, train b8, train b64
+#   scripts/bench_vs_pytorch.sh --preset mnist-small            # the README's main job, same cases
 #   scripts/bench_vs_pytorch.sh --preset ddpm-cifar10 --out cmp.json
 #   scripts/bench_vs_pytorch.sh --preset tiny --warmup 1 --repeats 1 --max-wait 0   # smoke test
 #
@@ -11,7 +12,7 @@
 #      UNet2DModel, random weights, forward under no_grad; train step = forward + MSE +
 #      backward + Adam), with the same warm-up and repeat counts and thread count,
 # then prints a markdown table: median ms of both, the ratio ddpm/PyTorch (> 1: ddpm is
-# slower), and both processes' peak RSS. For mnist it also times a train step at b64 and
+# slower), and both processes' peak RSS. For mnist and mnist-small it also times a train step at b64 and
 # reports the training throughput of both in images/s (`--throughput-batch`).
 #
 # Both sides use `--threads` CPU threads (default 2): RAYON_NUM_THREADS for ddpm (its Flex
@@ -21,10 +22,10 @@
 # busy before each side); compare ratios from one session, not absolute numbers across days.
 #
 # Options (defaults in brackets):
-#   --preset P            ddpm-cifar10 | mnist | tiny | ddpm-256                     [mnist]
+#   --preset P            ddpm-cifar10 | mnist | mnist-small | tiny | ddpm-256       [mnist]
 #   --cases "M:B ..."     modes forward|train with batches      ["forward:1 forward:8 train:8"]
 #   --throughput-batch N  extra train case at batch N, reported in images/s; 0 = none
-#                         [64 for mnist, 0 otherwise]
+#                         [64 for mnist and mnist-small, 0 otherwise]
 #   --warmup N            untimed iterations per case, both sides                       [2]
 #   --repeats N           timed iterations per case (median reported), both sides       [7]
 #   --threads N           CPU threads of both sides                                     [2]
@@ -36,7 +37,9 @@
 #   DDPM_BIN      the ddpm binary [target/release/ddpm; built with
 #                 `cargo build --release -p ddpm-cli` if it does not exist]
 #   TORCH_BENCH   path of torch_unet.py [../shared/bench/torch_unet.py, relative to the repo root]
-#   PYTHON        interpreter with torch and diffusers installed [python3]
+#   TORCH_PY      interpreter with torch and diffusers installed, e.g. /work/torchenv/bin/python
+#                 [$PYTHON, else python3]
+#   PYTHON        the same (older name; TORCH_PY wins when both are set)
 #
 # PyTorch is needed only here (`pip install torch diffusers`); never make tests or CI depend
 # on it. Exit status: 0 on success, 2 on a usage or setup error (torch missing, ...), 1 when
@@ -44,7 +47,7 @@
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PYTHON="${PYTHON:-python3}"
+PYTHON="${TORCH_PY:-${PYTHON:-python3}}"
 TORCH_BENCH="${TORCH_BENCH:-$ROOT/../shared/bench/torch_unet.py}"
 
 die() { echo "bench_vs_pytorch: $*" >&2; exit 2; }
@@ -72,11 +75,12 @@ done
 case "${preset//_/-}" in
   ddpm-cifar10|ddpm-cifar10-32|cifar10) preset=ddpm-cifar10 torch_model=ddpm_cifar10_32 ;;
   mnist) preset=mnist torch_model=mnist_28 ;;
+  mnist-small) preset=mnist-small torch_model=mnist_small ;;
   tiny) preset=tiny torch_model=tiny_16 ;;
   ddpm-256) preset=ddpm-256 torch_model=ddpm_256 ;;
-  *) die "unknown --preset $preset (ddpm-cifar10, mnist, tiny or ddpm-256)" ;;
+  *) die "unknown --preset $preset (ddpm-cifar10, mnist, mnist-small, tiny or ddpm-256)" ;;
 esac
-[[ -n "$tput_batch" ]] || { [[ $preset == mnist ]] && tput_batch=64 || tput_batch=0; }
+[[ -n "$tput_batch" ]] || { [[ $preset == mnist || $preset == mnist-small ]] && tput_batch=64 || tput_batch=0; }
 for n in "$warmup" "$repeats" "$threads" "$tput_batch" "$max_wait"; do
   [[ "$n" =~ ^[0-9]+$ ]] || die "expected a non-negative integer, got '$n'"
 done
@@ -91,13 +95,13 @@ done
 (( ${#case_list[@]} > 0 )) || die "no cases to run"
 
 # --- PyTorch side: present and importable? -------------------------------------------------
-command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found (set PYTHON to an interpreter with torch)"
+command -v "$PYTHON" >/dev/null || die "'$PYTHON' not found (set TORCH_PY to an interpreter with torch)"
 [[ -f "$TORCH_BENCH" ]] || die "torch_unet.py not found at $TORCH_BENCH (set TORCH_BENCH)"
 if ! torch_info="$("$PYTHON" -c 'import torch, diffusers; print(f"torch {torch.__version__}, diffusers {diffusers.__version__}, MKL {torch.backends.mkl.is_available()}, oneDNN {torch.backends.mkldnn.is_available()}")' 2>&1)"; then
   echo "$torch_info" | tail -n 3 >&2
   die "PyTorch and diffusers are not importable with '$PYTHON'. Install them first, e.g.
     $PYTHON -m pip install torch diffusers safetensors
-  (or point PYTHON at a virtual environment that has them)."
+  (or point TORCH_PY at a virtual environment that has them, e.g. TORCH_PY=/work/torchenv/bin/python)."
 fi
 
 # --- ddpm side: the binary ----------------------------------------------------------------

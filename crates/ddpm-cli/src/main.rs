@@ -3,6 +3,7 @@
 //! Each subcommand lives in its own file under `commands/` and exposes a clap `Args`
 //! struct plus a `run` function; this file only wires them together.
 
+mod alloc;
 mod backend;
 mod commands;
 mod plot;
@@ -36,6 +37,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    alloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -12,8 +12,6 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
 
 use crate::kernels;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
 
 use crate::init::{DEFAULT_INIT_SEED, ParamInit};
 use crate::resnet::group_norm;
@@ -100,7 +98,7 @@ impl<B: Backend> Attention<B> {
         let q = split(self.to_q.forward(y.clone()));
         let k = split(self.to_k.forward(y.clone()));
         let v = split(self.to_v.forward(y));
-        let o = attention(q, k, v, None, None, AttentionModuleOptions::default())
+        let o = kernels::attention(q, k, v)
             .swap_dims(1, 2)
             .reshape([b, n, c]);
         let o = self.to_out.forward(o).swap_dims(1, 2).reshape([b, c, h, w]);

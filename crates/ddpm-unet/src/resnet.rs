@@ -136,23 +136,17 @@ impl<B: Backend> ResnetBlock2d<B> {
     /// - `temb`: `[batch, temb_channels]`
     /// - output: `[batch, out_channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>, temb: Tensor<B, 2>) -> Tensor<B, 4> {
-        let h = kernels::conv2d(
-            &self.conv1,
-            kernels::group_norm(&self.norm1, x.clone(), true),
-        );
-        let [batch, channels] = [h.dims()[0], h.dims()[1]];
-        let t = self
-            .time_emb_proj
-            .forward(silu(temb))
-            .reshape([batch, channels, 1, 1]);
-        let h = h + t;
+        // The time embedding and the skip connection are added in the convolutions' output
+        // passes (`kernels::conv2d_shifted`, `kernels::conv2d_residual`).
+        let t = self.time_emb_proj.forward(silu(temb));
+        let h = kernels::group_norm(&self.norm1, x.clone(), true);
+        let h = kernels::conv2d_shifted(&self.conv1, h, t);
         let h = kernels::group_norm(&self.norm2, h, true);
-        let h = kernels::conv2d(&self.conv2, self.dropout.forward(h));
         let skip = match &self.conv_shortcut {
             Some(conv) => kernels::conv2d(conv, x),
             None => x,
         };
-        let out = skip + h;
+        let out = kernels::conv2d_residual(&self.conv2, self.dropout.forward(h), skip);
         if self.output_scale_factor == 1.0 {
             out
         } else {

@@ -175,7 +175,7 @@ impl<B: Backend> UpBlock2d<B> {
             let skip = skips
                 .pop()
                 .expect("UpBlock2d::forward: ran out of skip connections");
-            h = resnet.forward(Tensor::cat(vec![h, skip], 1), temb.clone());
+            h = resnet.forward(kernels::cat_channels(h, skip), temb.clone());
             if let Some(attn) = self.attentions.get(j) {
                 h = attn.forward(h);
             }

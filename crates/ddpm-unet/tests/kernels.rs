@@ -1,5 +1,8 @@
 //! The Flex fast kernels (`ddpm_unet::kernels`) against Burn's own ops on random inputs:
-//! forward values, and gradients of x, the weights and the biases under `Autodiff<Flex>`.
+//! forward values, and gradients of x, the weights and the biases under `Autodiff<Flex>`
+//! (convolutions, GroupNorm + SiLU) or of q, k and v (attention). On a CPU with AVX-512 the
+//! stride-1 convolutions run the direct kernels; `src/kernels/conv.rs` also tests im2col +
+//! gemm and the direct kernels separately against f64 loops.
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
@@ -88,14 +91,17 @@ fn norm<B: Backend>(groups: usize, channels: usize) -> GroupNorm<B> {
     norm
 }
 
-/// The conv shapes of the U-Nets: 3×3 same, 1×1 shortcut, stride-2 down-sampling with
-/// DDPM's (0, 0, 1, 1) padding and with symmetric padding; batch 1 (gemm-parallel) and 3
-/// (batch-parallel), an odd spatial size.
+/// The conv shapes of the U-Nets: 3×3 same (the direct kernels where the CPU has AVX-512),
+/// 1×1 shortcut, stride-2 down-sampling with DDPM's (0, 0, 1, 1) padding and with symmetric
+/// padding; batch 1 (parallel inside an image) and 3 (batch-parallel), odd sizes, channel
+/// counts off the kernels' blocks and a K = 9·20 split into two blocks; a valid 3×3.
 fn conv_cases() -> Vec<(usize, usize, usize, usize, PaddingConfig2d, [usize; 4])> {
     use PaddingConfig2d::Explicit;
     vec![
         (5, 7, 3, 1, Explicit(1, 1, 1, 1), [3, 5, 9, 7]),
         (5, 7, 3, 1, Explicit(1, 1, 1, 1), [1, 5, 8, 8]),
+        (20, 19, 3, 1, Explicit(1, 1, 1, 1), [2, 20, 6, 11]),
+        (3, 5, 3, 1, PaddingConfig2d::Valid, [2, 3, 7, 6]),
         (6, 4, 1, 1, PaddingConfig2d::Valid, [3, 6, 5, 6]),
         (4, 4, 3, 2, Explicit(0, 0, 1, 1), [2, 4, 8, 8]),
         (4, 6, 3, 2, Explicit(1, 1, 1, 1), [2, 4, 7, 9]),
@@ -226,6 +232,103 @@ fn group_norm_gradients_match_burn() {
             same_values(dx1, dx2, &format!("{what}: dx"));
             same_values(dg1, dg2, &format!("{what}: dgamma"));
             same_values(db1, db2, &format!("{what}: dbeta"));
+        }
+    }
+}
+
+#[test]
+fn fused_conv_additions_and_cat_match_burn() {
+    use PaddingConfig2d::Explicit;
+    // A stride-1 3×3 (the direct kernels) and a stride-2 one (im2col + gemm).
+    for (stride, [oh, ow]) in [(1, [9, 7]), (2, [5, 4])] {
+        let c = conv::<Ad>(5, 7, 3, stride, Explicit(1, 1, 1, 1));
+        let x: Tensor<Flex, 4> = random([3, 5, 9, 7], 41);
+        let shift: Tensor<Flex, 2> = random([3, 7], 42);
+        let res: Tensor<Flex, 4> = random([3, 7, oh, ow], 43);
+        let r: Tensor<Flex, 4> = random([3, 14, oh, ow], 44);
+        let run = |fast: bool| {
+            let x = Tensor::<Ad, 4>::from_inner(x.clone()).require_grad();
+            let s = Tensor::<Ad, 2>::from_inner(shift.clone()).require_grad();
+            let res = Tensor::<Ad, 4>::from_inner(res.clone()).require_grad();
+            let y = if fast {
+                kernels::cat_channels(
+                    kernels::conv2d_shifted(&c, x.clone(), s.clone()),
+                    kernels::conv2d_residual(&c, x.clone(), res.clone()),
+                )
+            } else {
+                Tensor::cat(
+                    vec![
+                        c.forward(x.clone()) + s.clone().reshape([3, 7, 1, 1]),
+                        c.forward(x.clone()) + res.clone(),
+                    ],
+                    1,
+                )
+            };
+            let grads = (y.clone() * Tensor::from_inner(r.clone())).sum().backward();
+            let w = c.weight.val().grad(&grads).unwrap();
+            let b = c.bias.as_ref().unwrap().val().grad(&grads).unwrap();
+            (
+                y.inner(),
+                x.grad(&grads).unwrap(),
+                s.grad(&grads).unwrap(),
+                res.grad(&grads).unwrap(),
+                w,
+                b,
+            )
+        };
+        let (y1, dx1, ds1, dr1, dw1, db1) = run(true);
+        let (y2, dx2, ds2, dr2, dw2, db2) = run(false);
+        let what = format!("stride {stride}");
+        same_values(y1, y2, &format!("{what}: y"));
+        same_values(dx1, dx2, &format!("{what}: dx"));
+        same_values(ds1, ds2, &format!("{what}: dshift"));
+        same_values(dr1, dr2, &format!("{what}: dresidual"));
+        same_values(dw1, dw2, &format!("{what}: dW"));
+        same_values(db1, db2, &format!("{what}: db"));
+    }
+}
+
+#[test]
+fn attention_matches_burn() {
+    use burn::tensor::module::attention;
+    // One head of the U-Nets' shape, two heads, a batch of three.
+    for shape in [[1, 1, 49, 16], [2, 2, 9, 8], [3, 1, 5, 3]] {
+        let q: Tensor<Flex, 4> = random(shape, 31);
+        let k: Tensor<Flex, 4> = random(shape, 32);
+        let v: Tensor<Flex, 4> = random(shape, 33);
+        let burn = attention(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            None,
+            None,
+            Default::default(),
+        );
+        let fast = kernels::attention(q.clone(), k.clone(), v.clone());
+        same_values(fast, burn, &format!("attention {shape:?}"));
+
+        let run = |fast: bool| {
+            let [q, k, v] =
+                [&q, &k, &v].map(|t| Tensor::<Ad, 4>::from_inner(t.clone()).require_grad());
+            let o = if fast {
+                kernels::attention(q.clone(), k.clone(), v.clone())
+            } else {
+                attention(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    None,
+                    None,
+                    Default::default(),
+                )
+            };
+            let r: Tensor<Ad, 4> = Tensor::from_inner(random(shape, 34));
+            let grads = (o * r).sum().backward();
+            [q, k, v].map(|t| t.grad(&grads).unwrap())
+        };
+        let (fast, burn) = (run(true), run(false));
+        for ((a, b), name) in fast.into_iter().zip(burn).zip(["dq", "dk", "dv"]) {
+            same_values(a, b, &format!("attention {shape:?}: {name}"));
         }
     }
 }

@@ -19,6 +19,13 @@
 //! device, so lazy or asynchronous backends (wgpu, CUDA) are timed for the work they actually
 //! did, not for queueing it.
 //!
+//! `--scaling` runs the set that shows how cost grows ([`SCALING_SET`]): forward and training
+//! step at batch 1, 8 and 64 for `mnist-small` and `mnist` (28×28) and `ddpm-cifar10` (32×32),
+//! `ddpm-cifar10`'s U-Net at 64×64 (batch 1 and 8), `ddpm-256` at batch 1, and DDIM-50
+//! sampling throughput (images/s) of the MNIST presets at batch 8; it ends with a markdown
+//! table. `--batch` takes a list (`--batch 1,8,64`) and `--sample-size` runs a preset's U-Net at
+//! another resolution.
+//!
 //! Peak memory is the process's peak RSS (`VmHWM` in `/proc/self/status`, Linux only; "n/a"
 //! elsewhere). The peak is reset before each case where the kernel allows it (writing `5` to
 //! `/proc/self/clear_refs`), so each figure covers that case; otherwise it is the peak since the
@@ -68,20 +75,46 @@ const STANDARD_SET: [(BenchMode, usize); 4] = [
     (BenchMode::Sample, 8),
 ];
 
+/// How cost grows with batch and resolution (`--scaling`): (preset, resolution, mode, batches).
+/// Resolution 28 and 32 are the presets' own; 64 is `ddpm-cifar10`'s U-Net at 64×64; 256 is
+/// `ddpm-256`. Sampling is DDIM with `--steps` (50) steps.
+pub const SCALING_SET: [(&str, usize, BenchMode, &[usize]); 11] = [
+    ("mnist-small", 28, BenchMode::Forward, &[1, 8, 64]),
+    ("mnist-small", 28, BenchMode::Train, &[1, 8, 64]),
+    ("mnist-small", 28, BenchMode::Sample, &[8]),
+    ("mnist", 28, BenchMode::Forward, &[1, 8, 64]),
+    ("mnist", 28, BenchMode::Train, &[1, 8, 64]),
+    ("mnist", 28, BenchMode::Sample, &[8]),
+    ("ddpm-cifar10", 32, BenchMode::Forward, &[1, 8, 64]),
+    ("ddpm-cifar10", 32, BenchMode::Train, &[1, 8, 64]),
+    ("ddpm-cifar10", 64, BenchMode::Forward, &[1, 8]),
+    ("ddpm-cifar10", 64, BenchMode::Train, &[1, 8]),
+    ("ddpm-256", 256, BenchMode::Forward, &[1]),
+];
+
 /// Arguments of `ddpm bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
     /// U-Net preset: ddpm-cifar10, ddpm-256, mnist, mnist-small or tiny (random weights).
-    #[arg(long)]
-    pub preset: String,
+    #[arg(long, required_unless_present = "scaling")]
+    pub preset: Option<String>,
     /// What to time: forward, train or sample. Omit it (and --batch) for the standard set:
     /// forward b1, forward b8, train b8, sample b8. With --mode alone: that mode's batches
-    /// from the standard set; with --batch alone: every mode at that batch.
+    /// from the standard set; with --batch alone: every mode at those batches.
     #[arg(long, value_enum)]
     pub mode: Option<BenchMode>,
-    /// Images per iteration.
+    /// Images per iteration; a comma-separated list runs each (`--batch 1,8,64`).
+    #[arg(long, value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// Run the preset's U-Net at this resolution instead of its own (a multiple of
+    /// 2^(levels − 1)), e.g. `--preset ddpm-cifar10 --sample-size 64`.
     #[arg(long)]
-    pub batch: Option<usize>,
+    pub sample_size: Option<usize>,
+    /// Run the scaling set instead of one preset: forward and training step against batch
+    /// (1, 8, 64) and resolution (28, 32, 64, 256), DDIM sampling in images/s; ends with a
+    /// markdown table. --preset, --mode, --batch and --sample-size do not apply.
+    #[arg(long, conflicts_with_all = ["preset", "mode", "batch", "sample_size"])]
+    pub scaling: bool,
     /// Timed iterations per case.
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
@@ -108,16 +141,36 @@ pub struct BenchArgs {
     pub precision: Precision,
 }
 
+/// One benchmark case: a preset's U-Net at a resolution, a mode and a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Case {
+    preset: String,
+    sample_size: usize,
+    mode: BenchMode,
+    batch: usize,
+}
+
+/// The preset's config at `sample_size` (its own when `None`), dropout off, validated.
+fn config_of(preset: &str, sample_size: Option<usize>) -> Result<UnetConfig> {
+    let mut config = UnetConfig::preset(preset)
+        .with_context(|| format!("--preset {preset}"))?
+        .with_dropout(0.0);
+    if let Some(size) = sample_size {
+        config = config.with_sample_size(size);
+    }
+    config.validate().with_context(|| match sample_size {
+        Some(size) => format!("preset {preset} at --sample-size {size}"),
+        None => format!("preset {preset}"),
+    })?;
+    Ok(config)
+}
+
 /// Runs `ddpm bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     // Check everything before any backend starts up.
-    UnetConfig::preset(&args.preset)
-        .with_context(|| format!("--preset {}", args.preset))?
-        .validate()
-        .with_context(|| format!("preset {}", args.preset))?;
     ensure!(args.repeats >= 1, "--repeats must be at least 1");
     ensure!(args.steps >= 1, "--steps must be at least 1");
-    if args.batch == Some(0) {
+    if args.batch.contains(&0) {
         bail!("--batch must be at least 1");
     }
     if args.precision != Precision::F32 && args.mode == Some(BenchMode::Train) {
@@ -126,6 +179,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             args.precision
         );
     }
+    for case in case_list(&args)? {
+        config_of(&case.preset, Some(case.sample_size))?;
+    }
     if args.burn_kernels {
         ddpm_unet::kernels::set_fast_kernels(false);
     }
@@ -133,27 +189,65 @@ pub fn run(args: BenchArgs) -> Result<()> {
     dispatch(&device, args)
 }
 
-/// The cases to run, in order (`train` only in f32).
-fn cases(
-    mode: Option<BenchMode>,
-    batch: Option<usize>,
-    precision: Precision,
-) -> Vec<(BenchMode, usize)> {
-    let all = match (mode, batch) {
-        (Some(m), Some(b)) => vec![(m, b)],
-        (Some(m), None) => STANDARD_SET
+/// Whether `mode` runs in `precision` (training is f32 only).
+fn runs_in(mode: BenchMode, precision: Precision) -> bool {
+    mode != BenchMode::Train || precision == Precision::F32
+}
+
+/// Every case the arguments ask for, in order (no training cases in half precision).
+fn case_list(args: &BenchArgs) -> Result<Vec<Case>> {
+    Ok(all_cases(args)?
+        .into_iter()
+        .filter(|case| runs_in(case.mode, args.precision))
+        .collect())
+}
+
+/// Every case the arguments ask for, in order, in any precision.
+fn all_cases(args: &BenchArgs) -> Result<Vec<Case>> {
+    if args.scaling {
+        return Ok(SCALING_SET
+            .iter()
+            .flat_map(|&(preset, sample_size, mode, batches)| {
+                batches.iter().map(move |&batch| Case {
+                    preset: preset.to_string(),
+                    sample_size,
+                    mode,
+                    batch,
+                })
+            })
+            .collect());
+    }
+    let preset = args
+        .preset
+        .clone()
+        .context("--preset is required without --scaling")?;
+    let sample_size = config_of(&preset, args.sample_size)?.sample_size;
+    Ok(cases(args.mode, &args.batch)
+        .into_iter()
+        .map(|(mode, batch)| Case {
+            preset: preset.clone(),
+            sample_size,
+            mode,
+            batch,
+        })
+        .collect())
+}
+
+/// The (mode, batch) cases of one preset, in order.
+fn cases(mode: Option<BenchMode>, batches: &[usize]) -> Vec<(BenchMode, usize)> {
+    const MODES: [BenchMode; 3] = [BenchMode::Forward, BenchMode::Train, BenchMode::Sample];
+    match (mode, batches.is_empty()) {
+        (Some(m), false) => batches.iter().map(|&b| (m, b)).collect(),
+        (Some(m), true) => STANDARD_SET
             .into_iter()
             .filter(|&(sm, _)| sm == m)
             .collect(),
-        (None, Some(b)) => [BenchMode::Forward, BenchMode::Train, BenchMode::Sample]
+        (None, false) => MODES
             .into_iter()
-            .map(|m| (m, b))
+            .flat_map(|m| batches.iter().map(move |&b| (m, b)))
             .collect(),
-        (None, None) => STANDARD_SET.to_vec(),
-    };
-    all.into_iter()
-        .filter(|&(m, _)| m != BenchMode::Train || precision == Precision::F32)
-        .collect()
+        (None, true) => STANDARD_SET.to_vec(),
+    }
 }
 
 /// Timings of one case, in milliseconds.
@@ -328,20 +422,15 @@ impl OnBackend for BenchArgs {
     type Output = ();
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        let config = UnetConfig::preset(&self.preset)?.with_dropout(0.0);
         let kernels = if ddpm_unet::kernels::fast_kernels_apply::<B>() {
             "fast"
         } else {
             "burn"
         };
+        let cases = case_list(&self)?;
         if !self.json {
             println!(
-                "ddpm bench: preset {} ({} parameters, {}×{}×{}), device {} ({}), {}, {kernels} kernels, {} warm-up + {} timed iterations",
-                self.preset,
-                config.num_params(),
-                config.in_channels,
-                config.sample_size,
-                config.sample_size,
+                "ddpm bench: device {} ({}), {}, {kernels} kernels, {} warm-up + {} timed iterations",
                 self.device,
                 B::name(&device),
                 self.precision,
@@ -349,18 +438,43 @@ impl OnBackend for BenchArgs {
                 self.repeats,
             );
         }
-        for (mode, batch) in cases(self.mode, self.batch, self.precision) {
+        let mut rows = Vec::new();
+        let mut current: Option<(&str, usize)> = None;
+        for case in &cases {
+            let config = config_of(&case.preset, Some(case.sample_size))?;
+            if !self.json && current != Some((case.preset.as_str(), case.sample_size)) {
+                println!(
+                    "preset {} ({} parameters, {}×{}×{})",
+                    case.preset,
+                    config.num_params(),
+                    config.in_channels,
+                    config.sample_size,
+                    config.sample_size,
+                );
+                current = Some((case.preset.as_str(), case.sample_size));
+            }
+            let (mode, batch) = (case.mode, case.batch);
             reset_peak_rss();
             let stats = match mode {
                 BenchMode::Forward => bench_forward::<B>(&config, batch, &self, &device),
                 BenchMode::Train => bench_train::<B>(&config, batch, &self, &device),
                 BenchMode::Sample => bench_sample::<B>(&config, batch, &self, &device),
             }
-            .with_context(|| format!("{} at batch {batch}", mode.name()))?;
+            .with_context(|| {
+                format!(
+                    "{} {}×{} {} at batch {batch}",
+                    case.preset,
+                    case.sample_size,
+                    case.sample_size,
+                    mode.name()
+                )
+            })?;
             let rss = peak_rss_mb();
+            let images_per_s = batch as f64 * 1e3 / stats.median_ms;
             if self.json {
                 let mut line = json!({
-                    "preset": self.preset,
+                    "preset": case.preset,
+                    "sample_size": case.sample_size,
                     "mode": mode.name(),
                     "batch": batch,
                     "device": self.device,
@@ -368,6 +482,7 @@ impl OnBackend for BenchArgs {
                     "median_ms": stats.median_ms,
                     "min_ms": stats.min_ms,
                     "max_ms": stats.max_ms,
+                    "images_per_s": images_per_s,
                     "peak_rss_mb": rss,
                     "kernels": kernels,
                     "precision": self.precision.name(),
@@ -377,20 +492,52 @@ impl OnBackend for BenchArgs {
                 }
                 println!("{line}");
             } else {
-                let what = match mode {
-                    BenchMode::Sample => format!("sample ({} DDIM steps)", self.steps),
-                    m => m.name().to_string(),
-                };
+                let what = mode_label(mode, self.steps);
                 let rss = rss.map_or_else(|| "n/a".to_string(), |mb| format!("{mb:.0} MiB"));
                 let per_image = stats.median_ms / batch as f64;
                 println!(
-                    "  {what:<24} b{batch:<4} median {:>10.2} ms  (min {:.2}, max {:.2}; {per_image:.2} ms/image)  peak RSS {rss}",
+                    "  {what:<24} b{batch:<4} median {:>10.2} ms  (min {:.2}, max {:.2}; {per_image:.2} ms/image, {images_per_s:.1} images/s)  peak RSS {rss}",
                     stats.median_ms, stats.min_ms, stats.max_ms,
                 );
             }
+            rows.push((case.clone(), stats, rss));
+        }
+        if self.scaling && !self.json {
+            println!();
+            print!("{}", scaling_table(&rows, self.steps));
         }
         Ok(())
     }
+}
+
+/// "forward", "train", or "sample (N DDIM steps)".
+fn mode_label(mode: BenchMode, steps: usize) -> String {
+    match mode {
+        BenchMode::Sample => format!("sample ({steps} DDIM steps)"),
+        m => m.name().to_string(),
+    }
+}
+
+/// The markdown table of a `--scaling` run.
+fn scaling_table(rows: &[(Case, Stats, Option<f64>)], steps: usize) -> String {
+    let mut out = String::from(
+        "| preset | resolution | mode | batch | median ms | ms/image | images/s | peak RSS MiB |\n\
+         |---|---:|---|---:|---:|---:|---:|---:|\n",
+    );
+    for (case, stats, rss) in rows {
+        let rss = rss.map_or_else(|| "n/a".to_string(), |mb| format!("{mb:.0}"));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.1} | {rss} |\n",
+            case.preset,
+            case.sample_size,
+            mode_label(case.mode, steps),
+            case.batch,
+            stats.median_ms,
+            stats.median_ms / case.batch as f64,
+            case.batch as f64 * 1e3 / stats.median_ms,
+        ));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -414,20 +561,42 @@ mod tests {
 
     #[test]
     fn standard_set_and_filters() {
-        let f32 = Precision::F32;
-        assert_eq!(cases(None, None, f32), STANDARD_SET.to_vec());
+        assert_eq!(cases(None, &[]), STANDARD_SET.to_vec());
         assert_eq!(
-            cases(Some(BenchMode::Forward), None, f32),
+            cases(Some(BenchMode::Forward), &[]),
             vec![(BenchMode::Forward, 1), (BenchMode::Forward, 8)]
         );
-        assert_eq!(cases(None, Some(2), f32).len(), 3);
+        assert_eq!(cases(None, &[2]).len(), 3);
+        assert_eq!(cases(None, &[1, 8]).len(), 6);
         assert_eq!(
-            cases(Some(BenchMode::Train), Some(4), f32),
-            vec![(BenchMode::Train, 4)]
+            cases(Some(BenchMode::Train), &[4, 64]),
+            vec![(BenchMode::Train, 4), (BenchMode::Train, 64)]
         );
         // Half precision: no training cases.
-        let half = cases(None, None, Precision::F16);
-        assert_eq!(half.len(), 3);
-        assert!(half.iter().all(|&(m, _)| m != BenchMode::Train));
+        assert!(runs_in(BenchMode::Forward, Precision::F16));
+        assert!(!runs_in(BenchMode::Train, Precision::BF16));
+        assert!(runs_in(BenchMode::Train, Precision::F32));
+    }
+
+    #[test]
+    fn scaling_set_is_valid_and_covers_the_resolutions() {
+        let mut resolutions = Vec::new();
+        for (preset, size, _, batches) in SCALING_SET {
+            let config = config_of(preset, Some(size)).unwrap();
+            assert_eq!(config.sample_size, size);
+            assert!(!batches.is_empty());
+            resolutions.push(size);
+        }
+        for size in [28, 32, 64, 256] {
+            assert!(resolutions.contains(&size), "{size}");
+        }
+    }
+
+    #[test]
+    fn sample_size_must_fit_the_levels() {
+        // ddpm-cifar10 halves the resolution three times: 36 is not a multiple of 8.
+        let err = config_of("ddpm-cifar10", Some(36)).unwrap_err();
+        assert!(format!("{err:#}").contains("36"), "{err:#}");
+        assert_eq!(config_of("ddpm-cifar10", Some(64)).unwrap().sample_size, 64);
     }
 }

@@ -1,6 +1,6 @@
 //! The Flex fast path: Burn tensors of `Flex` / `Autodiff<Flex>` are unwrapped to their
 //! primitives (the backend is recognised by `TypeId`, so library code keeps its plain
-//! `B: Backend` bound), run through [`super::cpu`], and wrapped back; under autodiff the
+//! `B: Backend` bound), run through [`super::conv`], [`super::norm`] and [`super::attention`], and wrapped back; under autodiff the
 //! op is recorded with its own backward step (Burn's backend-extension mechanism:
 //! [`Backward`], [`OpsKind`]).
 
@@ -16,7 +16,9 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
-use super::cpu::{self, ConvGeom, NormGeom};
+use super::attention::{self, AttnGeom};
+use super::conv::{self, ConvGeom};
+use super::norm::{self, NormGeom};
 
 type Ad = Autodiff<Flex>;
 
@@ -91,28 +93,27 @@ fn split<B: Backend, const D: usize>(t: Tensor<B, D>) -> (FlexTensor, Option<Flo
     }
 }
 
-/// The output `y` of a three-input op as a `B` tensor; under autodiff with all three inputs
-/// tracked by the graph, recorded with `op`'s backward and `state`.
-fn record<B: Backend, O: Backward<Flex, 3>>(
+/// The output `y` of an `N`-input op as a `B` tensor; under autodiff (every input then has a
+/// graph handle), recorded with `op`'s backward and `state` when any input is tracked.
+fn record<B: Backend, O: Backward<Flex, N>, const N: usize>(
     op: O,
-    inputs: [Option<FloatTensor<Ad>>; 3],
+    inputs: [Option<FloatTensor<Ad>>; N],
     state: O::State,
     y: FlexTensor,
 ) -> Tensor<B, 4> {
-    match inputs {
-        [Some(a), Some(b), Some(c)] => {
-            let nodes = [a.node.clone(), b.node.clone(), c.node.clone()];
-            let out = match op
-                .prepare::<NoCheckpointing>(nodes)
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            };
-            wrap(cast::<FloatTensor<Ad>, FloatTensor<B>>(out))
-        }
-        _ => wrap(cast::<FlexTensor, FloatTensor<B>>(y)),
+    if inputs.iter().all(Option::is_some) {
+        let nodes = inputs.map(|t| t.map(|t| t.node).expect("checked: every input is Some"));
+        let out = match op
+            .prepare::<NoCheckpointing>(nodes)
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, y),
+            OpsKind::UnTracked(prep) => prep.finish(y),
+        };
+        wrap(cast::<FloatTensor<Ad>, FloatTensor<B>>(out))
+    } else {
+        wrap(cast::<FlexTensor, FloatTensor<B>>(y))
     }
 }
 
@@ -123,48 +124,190 @@ fn record<B: Backend, O: Backward<Flex, 3>>(
 #[derive(Debug)]
 struct ConvBackward;
 
+/// A convolution whose output pass also added a fourth input (see [`conv::Add`]).
+#[derive(Debug)]
+struct ConvAddBackward;
+
+/// What a recorded convolution added to its output besides the bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AddKind {
+    None,
+    Shift,
+    Residual,
+}
+
 #[derive(Clone, Debug)]
 struct ConvState {
     x: FlexTensor,
     w: FlexTensor,
     geom: ConvGeom,
+    add: AddKind,
+}
+
+/// Adds `grad` (if computed) to the gradient of `node` (if tracked).
+macro_rules! register {
+    ($grads:expr, $node:expr, $grad:expr) => {
+        if let (Some(node), Some(grad)) = ($node, $grad) {
+            $grads.register::<Flex>(node.id, grad);
+        }
+    };
+}
+
+/// The gradients `[dx, dW, db, d(added input)]` of a convolution, those asked for by `need`.
+fn conv_grads(need: [bool; 4], dy: FlexTensor, state: ConvState) -> [Option<FlexTensor>; 4] {
+    let ConvState { x, w, geom: g, add } = state;
+    let (dx, dw, db) = conv::conv2d_backward(
+        &g,
+        data(&x),
+        data(&w),
+        data(&dy),
+        [need[0], need[1], need[2]],
+    );
+    let extra = match (need[3], add) {
+        (true, AddKind::Shift) => Some(tensor(conv::channel_sums(&g, data(&dy)), [g.n, g.co])),
+        (true, AddKind::Residual) => Some(dy),
+        _ => None,
+    };
+    [
+        dx.map(|v| tensor(v, [g.n, g.ci, g.h, g.w])),
+        dw.map(|v| tensor(v, [g.co, g.ci, g.kh, g.kw])),
+        db.map(|v| tensor(v, [g.co])),
+        extra,
+    ]
 }
 
 impl Backward<Flex, 3> for ConvBackward {
     type State = ConvState;
 
     fn backward(self, ops: Ops<ConvState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [node_x, node_w, node_b] = ops.parents;
+        let [nx, nw, nb] = ops.parents;
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
-        let ConvState { x, w, geom: g } = ops.state;
-        let need = [node_x.is_some(), node_w.is_some(), node_b.is_some()];
-        let (dx, dw, db) = cpu::conv2d_backward(&g, data(&x), data(&w), data(&dy), need);
-        if let (Some(node), Some(dx)) = (node_x, dx) {
-            grads.register::<Flex>(node.id, tensor(dx, [g.n, g.ci, g.h, g.w]));
-        }
-        if let (Some(node), Some(dw)) = (node_w, dw) {
-            grads.register::<Flex>(node.id, tensor(dw, [g.co, g.ci, g.kh, g.kw]));
-        }
-        if let (Some(node), Some(db)) = (node_b, db) {
-            grads.register::<Flex>(node.id, tensor(db, [g.co]));
-        }
+        let need = [nx.is_some(), nw.is_some(), nb.is_some(), false];
+        let [dx, dw, db, _] = conv_grads(need, dy, ops.state);
+        register!(grads, nx, dx);
+        register!(grads, nw, dw);
+        register!(grads, nb, db);
     }
 }
 
-/// Convolution with bias on `Flex` / `Autodiff<Flex>` (f32 only; checked by the caller).
+impl Backward<Flex, 4> for ConvAddBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<ConvState, 4>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [nx, nw, nb, ne] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let need = [nx.is_some(), nw.is_some(), nb.is_some(), ne.is_some()];
+        let [dx, dw, db, de] = conv_grads(need, dy, ops.state);
+        register!(grads, nx, dx);
+        register!(grads, nw, dw);
+        register!(grads, nb, db);
+        register!(grads, ne, de);
+    }
+}
+
+/// What [`conv2d`] adds to its output besides the bias.
+pub(super) enum ConvAdd<B: Backend> {
+    /// Nothing.
+    None,
+    /// `[n, co]`, broadcast over the output positions.
+    Shift(Tensor<B, 2>),
+    /// `[n, co, oh, ow]`.
+    Residual(Tensor<B, 4>),
+}
+
+/// Convolution with bias (plus `add`) on `Flex` / `Autodiff<Flex>` (f32 only, `add` of the
+/// right shape; checked by the caller).
 pub(super) fn conv2d<B: Backend>(
     x: Tensor<B, 4>,
     weight: Tensor<B, 4>,
     bias: Tensor<B, 1>,
     geom: ConvGeom,
+    add: ConvAdd<B>,
 ) -> Tensor<B, 4> {
     let (xf, x_ad) = split(x);
     let (wf, w_ad) = split(weight);
     let (bf, b_ad) = split(bias);
-    let y = cpu::conv2d_forward(&geom, data(&xf), data(&wf), data(&bf));
+    let (kind, extra) = match add {
+        ConvAdd::None => (AddKind::None, None),
+        ConvAdd::Shift(s) => (AddKind::Shift, Some(split(s))),
+        ConvAdd::Residual(r) => (AddKind::Residual, Some(split(r))),
+    };
+    let add_data = match (&kind, &extra) {
+        (AddKind::Shift, Some((t, _))) => conv::Add::Shift(data(t)),
+        (AddKind::Residual, Some((t, _))) => conv::Add::Residual(data(t)),
+        _ => conv::Add::None,
+    };
+    let y = conv::conv2d_forward(&geom, data(&xf), data(&wf), data(&bf), add_data);
     let y = tensor(y, [geom.n, geom.co, geom.oh, geom.ow]);
-    let state = ConvState { x: xf, w: wf, geom };
-    record(ConvBackward, [x_ad, w_ad, b_ad], state, y)
+    let state = ConvState {
+        x: xf,
+        w: wf,
+        geom,
+        add: kind,
+    };
+    match extra {
+        None => record(ConvBackward, [x_ad, w_ad, b_ad], state, y),
+        Some((_, e_ad)) => record(ConvAddBackward, [x_ad, w_ad, b_ad, e_ad], state, y),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Channel concatenation
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct CatBackward;
+
+#[derive(Clone, Copy, Debug)]
+struct CatState {
+    n: usize,
+    /// Elements per image of the first and the second input.
+    len_a: usize,
+    len_b: usize,
+    /// Their shapes' channel counts and the shared spatial size.
+    ca: usize,
+    cb: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Backward<Flex, 2> for CatBackward {
+    type State = CatState;
+
+    fn backward(self, ops: Ops<CatState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_a, node_b] = ops.parents;
+        let dy = contiguous(grads.consume::<Flex>(&ops.node));
+        let s = ops.state;
+        let (da, db) = super::layout::split_channels(data(&dy), s.n, s.len_a, s.len_b);
+        if let Some(node) = node_a {
+            grads.register::<Flex>(node.id, tensor(da, [s.n, s.ca, s.h, s.w]));
+        }
+        if let Some(node) = node_b {
+            grads.register::<Flex>(node.id, tensor(db, [s.n, s.cb, s.h, s.w]));
+        }
+    }
+}
+
+/// `cat([a, b], 1)` for `[n, c, h, w]` tensors on `Flex` / `Autodiff<Flex>`, with contiguous
+/// gradients (Burn's narrows the output gradient into strided views, which later gradient
+/// sums then walk element by element). f32, matching shapes: checked by the caller.
+pub(super) fn cat_channels<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [n, ca, h, w] = a.dims();
+    let cb = b.dims()[1];
+    let (af, a_ad) = split(a);
+    let (bf, b_ad) = split(b);
+    let s = CatState {
+        n,
+        len_a: ca * h * w,
+        len_b: cb * h * w,
+        ca,
+        cb,
+        h,
+        w,
+    };
+    let y = super::layout::cat_channels(data(&af), data(&bf), n, s.len_a, s.len_b);
+    let y = tensor(y, [n, ca + cb, h, w]);
+    record(CatBackward, [a_ad, b_ad], s, y)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -191,7 +334,7 @@ impl Backward<Flex, 3> for NormBackward {
         let [node_x, node_g, node_b] = ops.parents;
         let dy = contiguous(grads.consume::<Flex>(&ops.node));
         let s = ops.state;
-        let (dx, dgamma, dbeta) = cpu::group_norm_backward(
+        let (dx, dgamma, dbeta) = norm::group_norm_backward(
             &s.geom,
             data(&s.x),
             data(&dy),
@@ -223,7 +366,7 @@ pub(super) fn group_norm<B: Backend>(
     let (xf, x_ad) = split(x);
     let (gf, g_ad) = split(gamma);
     let (bf, b_ad) = split(beta);
-    let (y, mean, rstd) = cpu::group_norm_forward(&geom, data(&xf), data(&gf), data(&bf));
+    let (y, mean, rstd) = norm::group_norm_forward(&geom, data(&xf), data(&gf), data(&bf));
     let y = tensor(y, xf.shape());
     let state = NormState {
         x: xf,
@@ -234,4 +377,67 @@ pub(super) fn group_norm<B: Backend>(
         geom,
     };
     record(NormBackward, [x_ad, g_ad, b_ad], state, y)
+}
+
+// ---------------------------------------------------------------------------------------
+// Attention
+// ---------------------------------------------------------------------------------------
+
+#[derive(Debug)]
+struct AttnBackward;
+
+#[derive(Clone, Debug)]
+struct AttnState {
+    q: FlexTensor,
+    k: FlexTensor,
+    v: FlexTensor,
+    /// The softmax probabilities, `[bh, n, n]`.
+    s: Vec<f32>,
+    geom: AttnGeom,
+}
+
+impl Backward<Flex, 3> for AttnBackward {
+    type State = AttnState;
+
+    fn backward(self, ops: Ops<AttnState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [node_q, node_k, node_v] = ops.parents;
+        let dout = contiguous(grads.consume::<Flex>(&ops.node));
+        let st = ops.state;
+        let (dq, dk, dv) = attention::attention_backward(
+            &st.geom,
+            data(&st.q),
+            data(&st.k),
+            data(&st.v),
+            &st.s,
+            data(&dout),
+        );
+        for (node, grad) in [(node_q, dq), (node_k, dk), (node_v, dv)] {
+            if let Some(node) = node {
+                grads.register::<Flex>(node.id, tensor(grad, st.q.shape()));
+            }
+        }
+    }
+}
+
+/// softmax(Q Kᵀ / √d) V for `[batch, heads, n, d]` tensors on `Flex` / `Autodiff<Flex>`
+/// (f32, equal shapes; checked by the caller).
+pub(super) fn attention<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    geom: AttnGeom,
+) -> Tensor<B, 4> {
+    let (qf, q_ad) = split(q);
+    let (kf, k_ad) = split(k);
+    let (vf, v_ad) = split(v);
+    let (o, s) = attention::attention_forward(&geom, data(&qf), data(&kf), data(&vf));
+    let o = tensor(o, qf.shape());
+    let state = AttnState {
+        q: qf,
+        k: kf,
+        v: vf,
+        s,
+        geom,
+    };
+    record(AttnBackward, [q_ad, k_ad, v_ad], state, o)
 }

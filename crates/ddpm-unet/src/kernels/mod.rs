@@ -1,25 +1,43 @@
-//! The U-Net's two hot ops, with fast CPU kernels on the Flex backend.
+//! The U-Net's hot ops, with fast CPU kernels on the Flex backend.
 //!
-//! [`conv2d`] and [`group_norm`] compute exactly what `burn::nn::conv::Conv2d::forward` and
-//! `burn::nn::GroupNorm::forward` (followed by SiLU when asked) compute, for every backend.
-//! On `Flex` and `Autodiff<Flex>` with f32 tensors (and the crate feature `flex`, on by
-//! default) they run this crate's own kernels instead of Burn's composite ops:
+//! [`conv2d`], [`group_norm`] and [`attention`] compute exactly what
+//! `burn::nn::conv::Conv2d::forward`, `burn::nn::GroupNorm::forward` (followed by SiLU when
+//! asked) and `burn::tensor::module::attention` compute, for every backend. On `Flex` and
+//! `Autodiff<Flex>` with f32 tensors (and the crate feature `flex`, on by default) they run
+//! this crate's own kernels instead of Burn's composite ops:
 //!
-//! - convolution as im2col + gemm with a two-gemm backward (Burn's generic backward computes
-//!   the weight gradient as a convolution of batch-swapped tensors);
+//! - stride-1 convolutions as an implicit GEMM over zero-padded planes with AVX-512
+//!   micro-kernels (forward, dx and dW; no im2col), where the CPU has AVX-512; other
+//!   convolutions (and other CPUs) as im2col + gemm with a two-gemm backward (Burn's generic
+//!   backward computes the weight gradient as a convolution of batch-swapped tensors);
 //! - GroupNorm with the SiLU fused in, two passes forward and two backward (Burn's version is
 //!   ~10 tensor ops forward and ~20 backward, several of them broadcasts Flex runs through a
-//!   scalar strided iterator).
+//!   scalar strided iterator), vectorised for the CPU's widest SIMD;
+//! - attention softmax(q kᵀ/√d) v with its own backward (Burn composes it from ~12 ops under
+//!   autodiff).
 //!
 //! Every other backend (wgpu, CUDA, …) takes Burn's ops unchanged. The fast path can be
 //! switched off at run time ([`set_fast_kernels`], or `DDPM_FLEX_KERNELS=0` in the
-//! environment) to compare the two; `tests/kernels.rs` checks values and gradients against
-//! Burn's ops on random inputs.
+//! environment) to compare the two, and the direct convolutions alone with
+//! [`set_direct_conv`] (`DDPM_DIRECT_CONV=0`); `tests/kernels.rs` checks values and gradients
+//! against Burn's ops on random inputs.
 
 #[cfg(feature = "flex")]
-mod cpu;
+mod attention;
+#[cfg(feature = "flex")]
+mod conv;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod direct;
 #[cfg(feature = "flex")]
 mod flex;
+#[cfg(feature = "flex")]
+mod layout;
+#[cfg(feature = "flex")]
+mod matmul;
+#[cfg(feature = "flex")]
+mod norm;
+#[cfg(feature = "flex")]
+mod simd;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -38,6 +56,30 @@ static FAST: AtomicU8 = AtomicU8::new(0);
 /// unless `DDPM_FLEX_KERNELS=0`). Off means Burn's own ops, on every backend.
 pub fn set_fast_kernels(enabled: bool) {
     FAST.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// 0: not read yet, 1: on, 2: off.
+static DIRECT: AtomicU8 = AtomicU8::new(0);
+
+/// Turns the direct (implicit-GEMM, AVX-512) convolution kernels on or off for the whole
+/// process. They are on by default (unless `DDPM_DIRECT_CONV=0`) and serve stride-1
+/// convolutions larger than 1×1 on CPUs with AVX-512; off (or elsewhere) the fast path runs
+/// im2col + gemm. For A/B measurements.
+pub fn set_direct_conv(enabled: bool) {
+    DIRECT.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+}
+
+/// Whether the direct convolution kernels may be used (see [`set_direct_conv`]).
+pub fn direct_conv_enabled() -> bool {
+    match DIRECT.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let on = std::env::var("DDPM_DIRECT_CONV").map_or(true, |v| v.trim() != "0");
+            set_direct_conv(on);
+            on
+        }
+    }
 }
 
 /// Whether [`conv2d`] and [`group_norm`] use the Flex fast kernels where they apply (always
@@ -83,15 +125,93 @@ pub fn conv2d<B: Backend>(conv: &Conv2d<B>, x: Tensor<B, 4>) -> Tensor<B, 4> {
     {
         let weight = conv.weight.val();
         if weight.dtype() == x.dtype() && bias.dtype() == x.dtype() {
-            return flex::conv2d(x, weight, bias, geom);
+            return flex::conv2d(x, weight, bias, geom, flex::ConvAdd::None);
         }
     }
     conv.forward(x)
 }
 
+/// `conv.forward(x) + shift` with `shift` broadcast over the output positions (a residual
+/// block's time embedding), the addition fused into the Flex kernel's output pass where it
+/// applies.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels_in, h, w]`
+/// - `shift`: `[batch, channels_out]`
+/// - output: `[batch, channels_out, h_out, w_out]`
+pub fn conv2d_shifted<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    shift: Tensor<B, 2>,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if let Some(geom) = fast_conv_geometry(conv, &x)
+        && let Some(bias) = conv.bias.as_ref().map(|b| b.val())
+    {
+        let weight = conv.weight.val();
+        let dtypes = [weight.dtype(), bias.dtype(), shift.dtype()];
+        if dtypes.iter().all(|&d| d == x.dtype()) && shift.dims() == [geom.n, geom.co] {
+            return flex::conv2d(x, weight, bias, geom, flex::ConvAdd::Shift(shift));
+        }
+    }
+    let [n, c] = shift.dims();
+    conv.forward(x) + shift.reshape([n, c, 1, 1])
+}
+
+/// `conv.forward(x) + residual`, the addition fused into the Flex kernel's output pass where
+/// it applies.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, channels_in, h, w]`
+/// - `residual`, output: `[batch, channels_out, h_out, w_out]`
+pub fn conv2d_residual<B: Backend>(
+    conv: &Conv2d<B>,
+    x: Tensor<B, 4>,
+    residual: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if let Some(geom) = fast_conv_geometry(conv, &x)
+        && let Some(bias) = conv.bias.as_ref().map(|b| b.val())
+    {
+        let weight = conv.weight.val();
+        let dtypes = [weight.dtype(), bias.dtype(), residual.dtype()];
+        if dtypes.iter().all(|&d| d == x.dtype())
+            && residual.dims() == [geom.n, geom.co, geom.oh, geom.ow]
+        {
+            return flex::conv2d(x, weight, bias, geom, flex::ConvAdd::Residual(residual));
+        }
+    }
+    conv.forward(x) + residual
+}
+
+/// `Tensor::cat(vec![a, b], 1)`: the channels of `b` after those of `a`. On Flex the
+/// gradients come back contiguous (Burn's are strided views of the output gradient, which
+/// later gradient sums walk element by element).
+///
+/// # Shapes
+///
+/// - `a`: `[batch, ca, h, w]`, `b`: `[batch, cb, h, w]`
+/// - output: `[batch, ca + cb, h, w]`
+pub fn cat_channels<B: Backend>(a: Tensor<B, 4>, b: Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    {
+        let ([n, _, h, w], [nb, _, hb, wb]) = (a.dims(), b.dims());
+        if fast_kernels_apply::<B>()
+            && a.dtype() == burn::tensor::DType::F32
+            && b.dtype() == a.dtype()
+            && (n, h, w) == (nb, hb, wb)
+        {
+            return flex::cat_channels(a, b);
+        }
+    }
+    Tensor::cat(vec![a, b], 1)
+}
+
 /// The geometry of `conv` applied to `x` if the fast kernel serves it.
 #[cfg(feature = "flex")]
-fn fast_conv_geometry<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<cpu::ConvGeom> {
+fn fast_conv_geometry<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<conv::ConvGeom> {
     use burn::tensor::DType;
     if !fast_kernels_apply::<B>()
         || conv.groups != 1
@@ -118,7 +238,7 @@ fn fast_conv_geometry<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<
         return None;
     }
     let (oh, ow) = ((hp - kh) / sh + 1, (wp - kw) / sw + 1);
-    Some(cpu::ConvGeom {
+    Some(conv::ConvGeom {
         n,
         ci,
         h,
@@ -133,6 +253,28 @@ fn fast_conv_geometry<B: Backend>(conv: &Conv2d<B>, x: &Tensor<B, 4>) -> Option<
         oh,
         ow,
     })
+}
+
+/// softmax(q kᵀ / √d) v, Burn's `attention(q, k, v, None, None, default options)`, through
+/// the Flex kernel with its own backward where it applies.
+///
+/// # Shapes
+///
+/// - `q`, `k`, `v`: `[batch, heads, n, d]`
+/// - output: `[batch, heads, n, d]`
+pub fn attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    if fast_kernels_apply::<B>()
+        && q.dtype() == burn::tensor::DType::F32
+        && k.dtype() == q.dtype()
+        && v.dtype() == q.dtype()
+        && k.dims() == q.dims()
+        && v.dims() == q.dims()
+    {
+        let [b, h, n, d] = q.dims();
+        return flex::attention(q, k, v, attention::AttnGeom { bh: b * h, n, d });
+    }
+    burn::tensor::module::attention(q, k, v, None, None, Default::default())
 }
 
 /// `norm.forward(x)`, then SiLU if `silu`, through the fused Flex kernel where it applies.
@@ -164,7 +306,7 @@ fn fast_norm_geometry<B: Backend>(
     norm: &GroupNorm<B>,
     x: &Tensor<B, 4>,
     silu: bool,
-) -> Option<cpu::NormGeom> {
+) -> Option<norm::NormGeom> {
     use burn::tensor::DType;
     let [n, c, h, w] = x.dims();
     let usable = fast_kernels_apply::<B>()
@@ -173,7 +315,7 @@ fn fast_norm_geometry<B: Backend>(
         && c == norm.num_channels
         && norm.num_groups > 0
         && c % norm.num_groups == 0;
-    usable.then_some(cpu::NormGeom {
+    usable.then_some(norm::NormGeom {
         n,
         c,
         hw: h * w,

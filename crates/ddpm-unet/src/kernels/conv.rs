@@ -1,19 +1,20 @@
-//! Plain-slice `f32` kernels behind the Flex fast path (NCHW, contiguous).
+//! Convolutions on plain `f32` slices (NCHW, contiguous) behind the Flex fast path.
 //!
-//! - Convolution as im2col + one gemm per image, with a backward that is also two gemms
-//!   per image: dW += dY·colsᵀ and dcols = Wᵀ·dY followed by col2im. Burn's generic
-//!   backward instead computes dW as a convolution of the batch-swapped input with the
-//!   batch-swapped output gradient (a 3×3 output with an H×W "kernel") and materialises
-//!   both swapped tensors first; on Flex that was ~30% of a training step.
-//! - GroupNorm with an optional fused SiLU, one pass for the statistics and one for the
-//!   output, and a two-pass backward. Burn's composite GroupNorm spends most of its time in
-//!   broadcasts (`x·γ[1,C,1,1]`) that miss Flex's SIMD broadcast patterns.
+//! Stride-1 convolutions larger than 1×1 run the direct kernels of [`super::direct`] where the
+//! CPU has AVX-512. Everything else runs im2col + one gemm per image, with a backward that is
+//! also two gemms per image: dW += dY·colsᵀ and dcols = Wᵀ·dY followed by col2im (1×1
+//! convolutions skip im2col: the image is the matrix). Burn's generic backward instead
+//! computes dW as a convolution of the batch-swapped input with the batch-swapped output
+//! gradient and materialises both swapped tensors first; on Flex that was ~30% of a training
+//! step.
 //!
 //! Images of a batch are processed in parallel (rayon); a batch smaller than the thread
 //! pool lets gemm parallelise inside each product instead.
 
 use gemm::Parallelism;
 use rayon::prelude::*;
+
+use super::matmul::{View, matmul};
 
 /// The geometry of one 2-D convolution (stride and zero padding; no groups, no dilation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +38,7 @@ pub(crate) struct ConvGeom {
 
 impl ConvGeom {
     /// Rows of the im2col matrix: `ci·kh·kw`.
-    fn k(&self) -> usize {
+    pub(crate) fn k(&self) -> usize {
         self.ci * self.kh * self.kw
     }
 
@@ -157,67 +158,51 @@ fn col2im(g: &ConvGeom, cols: &[f32], dx: &mut [f32]) {
     }
 }
 
-/// A strided view of a row-major-addressable matrix: element `(r, c)` at `r·rs + c·cs`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
+/// What the output pass of a convolution adds besides the bias.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Add<'a> {
+    /// Nothing.
+    None,
+    /// A per-(image, channel) shift `[n, co]` (a residual block's time embedding).
+    Shift(&'a [f32]),
+    /// A tensor of the output's shape `[n, co, oh, ow]` (a residual connection).
+    Residual(&'a [f32]),
 }
 
-impl View<'_> {
-    /// Panics (an internal invariant, not user input) if the view leaves its slice.
-    fn check(&self, rows: usize, cols: usize) {
-        if rows > 0 && cols > 0 {
-            assert!((rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len());
+impl Add<'_> {
+    /// The constant added to output channel `o` of image `img` (bias and shift).
+    pub(crate) fn offset(&self, bias: &[f32], co: usize, img: usize, o: usize) -> f32 {
+        match self {
+            Add::Shift(s) => bias[o] + s[img * co + o],
+            _ => bias[o],
         }
     }
 }
 
-/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]`, `dst` row-major with row stride `n`.
-#[allow(clippy::too_many_arguments)] // gemm's own signature, minus what is fixed here
-fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: &mut [f32],
-    lhs: View<'_>,
-    rhs: View<'_>,
-    accumulate: bool,
-    parallelism: Parallelism,
-) {
-    assert!(dst.len() >= m * n);
-    lhs.check(m, k);
-    rhs.check(k, n);
-    // SAFETY: the three views were bounds-checked above for the m×k, k×n and m×n extents
-    // gemm reads and writes; `dst` is exclusively borrowed and does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
+/// Convolution forward: `y[n][o] = b[o] + Σ W[o]·im2col(x[n])` (+ `add`), shape
+/// `[n, co, oh, ow]`.
+pub(crate) fn conv2d_forward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    add: Add<'_>,
+) -> Vec<f32> {
+    #[cfg(target_arch = "x86_64")]
+    if use_direct(g) {
+        return super::direct::conv2d_forward(g, x, w, bias, add);
     }
+    im2col_forward(g, x, w, bias, add)
 }
 
-/// Convolution forward: `y[n][o] = b[o] + Σ W[o]·im2col(x[n])`, shape `[n, co, oh, ow]`.
-pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -> Vec<f32> {
+/// Whether the direct kernels serve `g` (switched on, AVX-512, stride 1, …).
+#[cfg(target_arch = "x86_64")]
+fn use_direct(g: &ConvGeom) -> bool {
+    super::direct_conv_enabled() && super::direct::applies(g)
+}
+
+/// [`conv2d_forward`] through im2col + gemm (any geometry).
+fn im2col_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32], add: Add<'_>) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
     let mut y = vec![0f32; g.n * g.co * p];
     if y.is_empty() {
@@ -240,8 +225,17 @@ pub(crate) fn conv2d_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32]) -
                 im2col(g, xn, cols);
                 cols.as_slice()
             };
-            for (row, &bo) in yn.chunks_exact_mut(p).zip(bias) {
-                row.fill(bo);
+            for (o, row) in yn.chunks_exact_mut(p).enumerate() {
+                let b = add.offset(bias, g.co, img, o);
+                match add {
+                    Add::Residual(r) => {
+                        let src = &r[(img * g.co + o) * p..][..p];
+                        for (d, &v) in row.iter_mut().zip(src) {
+                            *d = v + b;
+                        }
+                    }
+                    _ => row.fill(b),
+                }
             }
             let rv = View {
                 data: rhs,
@@ -266,15 +260,11 @@ pub(crate) fn conv2d_backward(
     need: [bool; 3],
 ) -> ConvGrads {
     let [need_dx, need_dw, need_db] = need;
-    let (k, p) = (g.k(), g.p());
-    let pointwise = g.is_pointwise();
-    let parallelism = g.parallelism();
-
     let db = need_db.then(|| {
         let mut db = vec![0f32; g.co];
-        for dyn_ in dy.chunks_exact(g.co * p) {
-            for (d, row) in db.iter_mut().zip(dyn_.chunks_exact(p)) {
-                *d += row.iter().map(|&v| v as f64).sum::<f64>() as f32;
+        for row in channel_sums(g, dy).chunks_exact(g.co) {
+            for (d, v) in db.iter_mut().zip(row) {
+                *d += v;
             }
         }
         db
@@ -282,6 +272,40 @@ pub(crate) fn conv2d_backward(
     if !need_dx && !need_dw {
         return (None, None, db);
     }
+    #[cfg(target_arch = "x86_64")]
+    if use_direct(g) {
+        let dx = need_dx.then(|| super::direct::conv2d_input_grad(g, w, dy));
+        let dw = need_dw.then(|| super::direct::conv2d_weight_grad(g, x, dy));
+        return (dx, dw, db);
+    }
+    let (dx, dw) = im2col_backward(g, x, w, dy, need_dx, need_dw);
+    (dx, dw, db)
+}
+
+/// `Σ_{oy,ox} dy[n][o][oy][ox]` per image and channel, `[n, co]` (the gradient of a
+/// [`Add::Shift`]; summed over the batch, the bias gradient).
+pub(crate) fn channel_sums(g: &ConvGeom, dy: &[f32]) -> Vec<f32> {
+    let p = g.p();
+    if p == 0 {
+        return vec![0f32; g.n * g.co];
+    }
+    dy.par_chunks(p)
+        .map(|row| row.iter().map(|&v| v as f64).sum::<f64>() as f32)
+        .collect()
+}
+
+/// `(dx, dW)` of [`conv2d_forward`] through im2col + gemm; at least one is asked for.
+fn im2col_backward(
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    need_dx: bool,
+    need_dw: bool,
+) -> (Option<Vec<f32>>, Option<Vec<f32>>) {
+    let (k, p) = (g.k(), g.p());
+    let pointwise = g.is_pointwise();
+    let parallelism = g.parallelism();
 
     // One pass over the images: dW accumulates per worker, dx is written per image.
     let chunk = if need_dx { g.image_len() } else { 1 };
@@ -353,196 +377,7 @@ pub(crate) fn conv2d_backward(
             dw
         }
     });
-    (need_dx.then_some(dx), dw, db)
-}
-
-/// The geometry of a GroupNorm over `[n, c, hw]` with `groups` groups.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) struct NormGeom {
-    pub n: usize,
-    pub c: usize,
-    pub hw: usize,
-    pub groups: usize,
-    pub eps: f64,
-    /// Apply SiLU to the normalised, affine-transformed output.
-    pub silu: bool,
-}
-
-impl NormGeom {
-    fn group_len(&self) -> usize {
-        self.c / self.groups * self.hw
-    }
-}
-
-fn sigmoid(z: f32) -> f32 {
-    1.0 / (1.0 + (-z).exp())
-}
-
-/// Σ f(v) over a slice: 8 independent f32 lanes per row of ≤ `ROW` elements (so the loop
-/// vectorises; f32 addition is not reassociated otherwise), rows summed in f64.
-fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32 + Copy) -> f64 {
-    const ROW: usize = 1024;
-    let mut total = 0f64;
-    for row in v.chunks(ROW) {
-        let mut acc = [0f32; 8];
-        let chunks = row.chunks_exact(8);
-        let rest = chunks.remainder();
-        for c in chunks {
-            for (a, &x) in acc.iter_mut().zip(c) {
-                *a += f(x);
-            }
-        }
-        total += acc.iter().map(|&a| a as f64).sum::<f64>();
-        total += rest.iter().map(|&x| f(x) as f64).sum::<f64>();
-    }
-    total
-}
-
-/// GroupNorm (+ SiLU) forward: `(y, mean, rstd)` with one mean / 1/σ per (image, group).
-/// Statistics are accumulated in f64 (two passes: mean, then Σ(x − μ)²).
-pub(crate) fn group_norm_forward(
-    g: &NormGeom,
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let m = g.group_len();
-    let blocks = g.n * g.groups;
-    let mut y = vec![0f32; x.len()];
-    let mut stats = vec![(0f32, 0f32); blocks];
-    if m == 0 {
-        return (y, vec![0.0; blocks], vec![0.0; blocks]);
-    }
-    let cg = g.c / g.groups;
-    y.par_chunks_mut(m)
-        .zip(x.par_chunks(m))
-        .zip(stats.par_iter_mut())
-        .enumerate()
-        .for_each(|(blk, ((yb, xb), st))| {
-            let mean = lane_sum(xb, |v| v) / m as f64;
-            let mean32 = mean as f32;
-            let var = lane_sum(xb, |v| (v - mean32) * (v - mean32)) / m as f64;
-            let rstd = 1.0 / (var + g.eps).sqrt();
-            let group = blk % g.groups;
-            for cc in 0..cg {
-                let ch = group * cg + cc;
-                let scale = (rstd * gamma[ch] as f64) as f32;
-                let shift = (beta[ch] as f64 - mean * rstd * gamma[ch] as f64) as f32;
-                let (yr, xr) = (&mut yb[cc * g.hw..][..g.hw], &xb[cc * g.hw..][..g.hw]);
-                if g.silu {
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        let z = v * scale + shift;
-                        *o = z * sigmoid(z);
-                    }
-                } else {
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = v * scale + shift;
-                    }
-                }
-            }
-            *st = (mean as f32, rstd as f32);
-        });
-    let (mean, rstd) = stats.into_iter().unzip();
-    (y, mean, rstd)
-}
-
-/// `(Σ dz·x̂, Σ dz)` with x̂ = (x − μ)·r, in 8 f32 lanes summed in f64.
-fn lane_dot(dz: &[f32], x: &[f32], mu: f32, r: f32) -> (f64, f64) {
-    let (mut a, mut b) = ([0f32; 8], [0f32; 8]);
-    let (dzc, xc) = (dz.chunks_exact(8), x.chunks_exact(8));
-    let (dz_rest, x_rest) = (dzc.remainder(), xc.remainder());
-    for (d, v) in dzc.zip(xc) {
-        for i in 0..8 {
-            a[i] += d[i] * ((v[i] - mu) * r);
-            b[i] += d[i];
-        }
-    }
-    let mut dot = a.iter().map(|&v| v as f64).sum::<f64>();
-    let mut sum = b.iter().map(|&v| v as f64).sum::<f64>();
-    for (&d, &v) in dz_rest.iter().zip(x_rest) {
-        dot += (d * ((v - mu) * r)) as f64;
-        sum += d as f64;
-    }
-    (dot, sum)
-}
-
-/// Gradients of [`group_norm_forward`]: `(dx, dγ, dβ)`.
-///
-/// With x̂ = (x − μ)·r, z = γ·x̂ + β, y = SiLU(z) (or z): dz = dy·σ(z)(1 + z(1 − σ(z))),
-/// dγ = Σ dz·x̂, dβ = Σ dz, and per group dx = r·(d − mean(d) − x̂·mean(d·x̂)) with d = γ·dz.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn group_norm_backward(
-    g: &NormGeom,
-    x: &[f32],
-    dy: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-    mean: &[f32],
-    rstd: &[f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let m = g.group_len();
-    let cg = g.c / g.groups;
-    let mut dx = vec![0f32; x.len()];
-    // Per-image partial dγ, dβ: [n, c], reduced over the batch at the end.
-    let mut dgamma_part = vec![0f32; g.n * g.c];
-    let mut dbeta_part = vec![0f32; g.n * g.c];
-    if m > 0 {
-        dx.par_chunks_mut(m)
-            .zip(x.par_chunks(m).zip(dy.par_chunks(m)))
-            .zip(
-                dgamma_part
-                    .par_chunks_mut(cg)
-                    .zip(dbeta_part.par_chunks_mut(cg)),
-            )
-            .enumerate()
-            .for_each(|(blk, ((dxb, (xb, dyb)), (dgp, dbp)))| {
-                let (mu, r) = (mean[blk], rstd[blk]);
-                let group = blk % g.groups;
-                let (mut sum_d, mut sum_dxhat) = (0f64, 0f64);
-                for cc in 0..cg {
-                    let ch = group * cg + cc;
-                    let (gam, bet) = (gamma[ch], beta[ch]);
-                    let range = cc * g.hw..(cc + 1) * g.hw;
-                    let (dzr, xr) = (&mut dxb[range.clone()], &xb[range.clone()]);
-                    // dz (the gradient before γ) into dx's row first ...
-                    if g.silu {
-                        for ((d, &v), &gy) in dzr.iter_mut().zip(xr).zip(&dyb[range]) {
-                            let z = (v - mu) * r * gam + bet;
-                            let s = sigmoid(z);
-                            *d = gy * (s * (1.0 + z * (1.0 - s)));
-                        }
-                    } else {
-                        dzr.copy_from_slice(&dyb[range]);
-                    }
-                    // ... then its sums, in vectorisable 8-lane passes.
-                    let (dg, dbt) = lane_dot(dzr, xr, mu, r);
-                    dgp[cc] = dg as f32;
-                    dbp[cc] = dbt as f32;
-                    sum_d += gam as f64 * dbt;
-                    sum_dxhat += gam as f64 * dg;
-                    for d in dzr.iter_mut() {
-                        *d *= gam;
-                    }
-                }
-                let a = (sum_d / m as f64) as f32;
-                let b = (sum_dxhat / m as f64) as f32;
-                for (d, &v) in dxb.iter_mut().zip(xb) {
-                    let xhat = (v - mu) * r;
-                    *d = r * (*d - a - xhat * b);
-                }
-            });
-    }
-    let reduce = |part: &[f32]| {
-        let mut out = vec![0f32; g.c];
-        for row in part.chunks_exact(g.c) {
-            for (o, v) in out.iter_mut().zip(row) {
-                *o += v;
-            }
-        }
-        out
-    };
-    let (dgamma, dbeta) = (reduce(&dgamma_part), reduce(&dbeta_part));
-    (dx, dgamma, dbeta)
+    (need_dx.then_some(dx), dw)
 }
 
 #[cfg(test)]
@@ -579,6 +414,187 @@ mod tests {
             }
         }
         y
+    }
+
+    /// Direct-loop gradients of Σ y·dy in f64: `(dx, dW)`.
+    fn conv_naive_backward(g: &ConvGeom, x: &[f32], w: &[f32], dy: &[f32]) -> (Vec<f64>, Vec<f64>) {
+        let mut dx = vec![0f64; g.n * g.image_len()];
+        let mut dw = vec![0f64; g.co * g.k()];
+        for n in 0..g.n {
+            for o in 0..g.co {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let d = dy[((n * g.co + o) * g.oh + oy) * g.ow + ox] as f64;
+                        for c in 0..g.ci {
+                            for i in 0..g.kh {
+                                for j in 0..g.kw {
+                                    let iy = (oy * g.sh + i) as isize - g.pt as isize;
+                                    let ix = (ox * g.sw + j) as isize - g.pl as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let xi =
+                                        ((n * g.ci + c) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = ((o * g.ci + c) * g.kh + i) * g.kw + j;
+                                    dx[xi] += d * w[wi] as f64;
+                                    dw[wi] += d * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (dx, dw)
+    }
+
+    /// A geometry from sizes, kernel, stride and the four paddings (top, left, bottom, right).
+    #[allow(clippy::too_many_arguments)]
+    fn geom(
+        n: usize,
+        ci: usize,
+        co: usize,
+        [h, w]: [usize; 2],
+        [kh, kw]: [usize; 2],
+        [sh, sw]: [usize; 2],
+        [pt, pl, pb, pr]: [usize; 4],
+    ) -> ConvGeom {
+        ConvGeom {
+            n,
+            ci,
+            h,
+            w,
+            co,
+            kh,
+            kw,
+            sh,
+            sw,
+            pt,
+            pl,
+            oh: (h + pt + pb - kh) / sh + 1,
+            ow: (w + pl + pr - kw) / sw + 1,
+        }
+    }
+
+    /// Stride-1 geometries the direct kernels serve: channel counts off the micro-kernels'
+    /// blocks (8 / 4 outputs, 6 rows), K beyond one 128 block, batches smaller and larger
+    /// than the thread pool, 3×3 same, valid, 5×5 and asymmetric padding, odd sizes.
+    fn stride1_geoms() -> Vec<ConvGeom> {
+        vec![
+            geom(2, 3, 4, [8, 7], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(1, 20, 19, [6, 11], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(5, 16, 16, [7, 7], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(2, 3, 5, [7, 6], [3, 3], [1, 1], [0, 0, 0, 0]),
+            geom(1, 4, 9, [6, 9], [5, 5], [1, 1], [2, 2, 2, 2]),
+            geom(3, 5, 3, [5, 8], [3, 3], [1, 1], [1, 0, 2, 1]),
+            geom(2, 1, 17, [28, 28], [3, 3], [1, 1], [1, 1, 1, 1]),
+        ]
+    }
+
+    /// Max |got − want| / (1 + max |want|).
+    fn rel_err(got: &[f32], want: &[f64]) -> f64 {
+        assert_eq!(got.len(), want.len());
+        let scale = 1.0 + want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        got.iter()
+            .zip(want)
+            .fold(0f64, |m, (&a, &e)| m.max((a as f64 - e).abs()))
+            / scale
+    }
+
+    /// Checks forward, dx and dW of one conv implementation against the direct loops.
+    fn check_conv_impl(
+        g: &ConvGeom,
+        forward: impl Fn(&ConvGeom, &[f32], &[f32], &[f32]) -> Vec<f32>,
+        backward: impl Fn(&ConvGeom, &[f32], &[f32], &[f32]) -> (Vec<f32>, Vec<f32>),
+    ) {
+        let x = values(g.n * g.image_len(), 1);
+        let wt = values(g.co * g.k(), 2);
+        let b = values(g.co, 3);
+        let dy = values(g.n * g.co * g.p(), 4);
+        let err = rel_err(&forward(g, &x, &wt, &b), &conv_naive(g, &x, &wt, &b));
+        assert!(err < 2e-5, "{g:?}: y relative error {err:e}");
+        let (dx, dw) = backward(g, &x, &wt, &dy);
+        let (want_dx, want_dw) = conv_naive_backward(g, &x, &wt, &dy);
+        let err = rel_err(&dx, &want_dx);
+        assert!(err < 2e-5, "{g:?}: dx relative error {err:e}");
+        let err = rel_err(&dw, &want_dw);
+        assert!(err < 2e-5, "{g:?}: dW relative error {err:e}");
+    }
+
+    #[test]
+    fn im2col_conv_matches_direct_loops() {
+        let mut cases = stride1_geoms();
+        cases.push(geom(2, 3, 4, [8, 7], [1, 1], [1, 1], [0, 0, 0, 0]));
+        cases.push(geom(2, 4, 4, [8, 8], [3, 3], [2, 2], [0, 0, 1, 1]));
+        cases.push(geom(1, 4, 6, [7, 9], [3, 3], [2, 2], [1, 1, 1, 1]));
+        for g in cases {
+            check_conv_impl(
+                &g,
+                |g, x, w, b| im2col_forward(g, x, w, b, Add::None),
+                |g, x, w, dy| {
+                    let (dx, dw) = im2col_backward(g, x, w, dy, true, true);
+                    (dx.unwrap(), dw.unwrap())
+                },
+            );
+        }
+    }
+
+    /// Both forward paths with a per-(image, channel) shift and with a residual added.
+    #[test]
+    fn output_pass_adds_shift_and_residual() {
+        let g = geom(2, 3, 5, [6, 7], [3, 3], [1, 1], [1, 1, 1, 1]);
+        let (x, wt, b) = (
+            values(g.n * g.image_len(), 1),
+            values(g.co * g.k(), 2),
+            values(g.co, 3),
+        );
+        let shift = values(g.n * g.co, 5);
+        let res = values(g.n * g.co * g.p(), 6);
+        let plain = conv_naive(&g, &x, &wt, &b);
+        let with_shift: Vec<f64> = plain
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v + shift[i / g.p()] as f64)
+            .collect();
+        let with_res: Vec<f64> = plain.iter().zip(&res).map(|(v, &r)| v + r as f64).collect();
+        let mut paths: Vec<(
+            &str,
+            fn(&ConvGeom, &[f32], &[f32], &[f32], Add<'_>) -> Vec<f32>,
+        )> = vec![("im2col", im2col_forward)];
+        #[cfg(target_arch = "x86_64")]
+        if super::super::direct::available() {
+            paths.push(("direct", super::super::direct::conv2d_forward));
+        }
+        for (name, forward) in paths {
+            let err = rel_err(&forward(&g, &x, &wt, &b, Add::Shift(&shift)), &with_shift);
+            assert!(err < 2e-5, "{name} shift: {err:e}");
+            let err = rel_err(&forward(&g, &x, &wt, &b, Add::Residual(&res)), &with_res);
+            assert!(err < 2e-5, "{name} residual: {err:e}");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn direct_conv_matches_direct_loops() {
+        use super::super::direct;
+        if !direct::available() {
+            eprintln!("no AVX-512 on this CPU: the direct kernels are not tested here");
+            return;
+        }
+        for g in stride1_geoms() {
+            assert!(direct::applies(&g), "{g:?}");
+            check_conv_impl(
+                &g,
+                |g, x, w, b| direct::conv2d_forward(g, x, w, b, Add::None),
+                |g, x, w, dy| {
+                    (
+                        direct::conv2d_input_grad(g, w, dy),
+                        direct::conv2d_weight_grad(g, x, dy),
+                    )
+                },
+            );
+        }
     }
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
@@ -622,7 +638,7 @@ mod tests {
             let x = values(n * ci * h * w, 1);
             let wt = values(co * ci * kh * kw, 2);
             let b = values(co, 3);
-            let got = conv2d_forward(&g, &x, &wt, &b);
+            let got = conv2d_forward(&g, &x, &wt, &b, Add::None);
             let want = conv_naive(&g, &x, &wt, &b);
             for (a, e) in got.iter().zip(&want) {
                 assert!((*a as f64 - e).abs() < 1e-5, "{g:?}: {a} vs {e}");
