@@ -17,7 +17,7 @@ bash scripts/check_pure_rust.sh
 # Every publishable crate packages (manifest, README, licence files, excluded fixtures, size).
 # `--no-verify`: building each package again from its tarball would double the CI's compile
 # time; the workspace build above compiles the same sources.
-cargo package --locked --workspace --no-verify --allow-dirty --exclude ddpm-testutil \
+cargo package --locked --workspace --no-verify --allow-dirty --exclude ddpm-testutil --exclude ddpm-gpu-tests --exclude ddpm-benches \
   --exclude ddpm-examples
 for crate in target/package/*.crate; do
   size=$(stat -c %s "$crate")
