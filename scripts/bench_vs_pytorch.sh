@@ -36,7 +36,7 @@
 # Environment:
 #   DDPM_BIN      the ddpm binary [target/release/ddpm; built with
 #                 `cargo build --release -p ddpm-cli` if it does not exist]
-#   TORCH_BENCH   path of torch_unet.py [../shared/bench/torch_unet.py, relative to the repo root]
+#   TORCH_BENCH   path of torch_unet.py [scripts/pytorch/torch_unet.py]
 #   TORCH_PY      interpreter with torch and diffusers installed, e.g. /work/torchenv/bin/python
 #                 [$PYTHON, else python3]
 #   PYTHON        the same (older name; TORCH_PY wins when both are set)
@@ -48,7 +48,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 PYTHON="${TORCH_PY:-${PYTHON:-python3}}"
-TORCH_BENCH="${TORCH_BENCH:-$ROOT/../shared/bench/torch_unet.py}"
+TORCH_BENCH="${TORCH_BENCH:-$ROOT/scripts/pytorch/torch_unet.py}"
 
 die() { echo "bench_vs_pytorch: $*" >&2; exit 2; }
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }

@@ -1,6 +1,6 @@
 //! Parity with the `loglik` fixture (float64 numpy transcription of improved-diffusion
 //! `losses.py` and diffusion_tf's `_prior_bpd` / `_vb_terms_bpd`; see
-//! `shared/fixtures/README.md`), run in float32 on Flex at the README's rtol 1e-5.
+//! `docs/fixtures.md`), run in float32 on Flex at the README's rtol 1e-5.
 //!
 //! Absolute floors come from an error model, not from fitting (see `common/mod.rs`): 2ε for
 //! the CDF (an absolute-precision quantity), 2ε/p + 64ε for a bin's log-probability p (a

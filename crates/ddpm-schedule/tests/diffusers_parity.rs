@@ -1,4 +1,4 @@
-//! Parity with huggingface diffusers 0.42.1 (fixtures from `shared/fixtures`, copied here):
+//! Parity with huggingface diffusers 0.42.1 (fixtures from the shared set in `docs/fixtures.md`, copied here):
 //! every schedule table against float64 numpy (rtol 1e-9) and diffusers' float32 arrays
 //! (rtol 1e-5; 1e-4 for ᾱ near T, a float32 cumulative product), and `set_timesteps` lists.
 

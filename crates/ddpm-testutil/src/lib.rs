@@ -1,6 +1,6 @@
 //! Test-only helpers shared by the workspace's integration tests (never a dependency of a
 //! library): read the diffusers fixtures (`NAME.json` + `NAME.safetensors`, see
-//! `shared/fixtures/README.md`) and compare tensors with the fixture tolerances.
+//! `docs/fixtures.md`) and compare tensors with the fixture tolerances.
 #![warn(missing_docs)]
 
 use std::collections::HashMap;

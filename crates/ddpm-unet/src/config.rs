@@ -494,7 +494,7 @@ mod tests {
         ));
     }
 
-    /// Counts published by diffusers for the same configs (bench/README.md, the fixture JSON).
+    /// Counts published by diffusers for the same configs (`scripts/pytorch/README.md`, the fixture JSON).
     #[test]
     fn param_counts_equal_diffusers() {
         assert_eq!(UnetConfig::ddpm_cifar10().num_params(), 35_746_307);

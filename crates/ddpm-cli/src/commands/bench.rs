@@ -1,7 +1,7 @@
 //! `ddpm bench`: how fast this machine runs a U-Net preset, in the manner of `llama-bench`.
 //!
 //! Each case (mode × batch) builds the preset with random weights (dropout 0, as the criterion
-//! benches of `ddpm-unet` and the PyTorch figures in `bench/README.md`), runs `--warmup`
+//! benches of `ddpm-unet` and the PyTorch figures in `scripts/pytorch/README.md`), runs `--warmup`
 //! untimed iterations, then times `--repeats` iterations and reports the median, min and max
 //! wall-clock milliseconds and the process's peak resident memory.
 //!

@@ -12,7 +12,7 @@ pub type TestBackend = burn::backend::Flex;
 pub type Device = <TestBackend as burn::tensor::backend::BackendTypes>::Device;
 
 /// A file under `tests/fixtures/` (copied from the shared diffusers fixtures, diffusers 0.42.1,
-/// PyTorch 2.15; see `/work/shared/fixtures/README.md`).
+/// PyTorch 2.15; see `docs/fixtures.md`).
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
