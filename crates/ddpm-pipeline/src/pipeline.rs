@@ -117,7 +117,10 @@ impl<B: Backend> Pipeline<B> {
     ///
     /// # Errors
     /// [`PipelineError::Unet`] when the backend cannot compute in `precision` on this device.
-    pub fn with_precision(mut self, precision: ddpm_unet::Precision) -> Result<Self, PipelineError> {
+    pub fn with_precision(
+        mut self,
+        precision: ddpm_unet::Precision,
+    ) -> Result<Self, PipelineError> {
         self.unet = self.unet.with_precision(precision)?;
         Ok(self)
     }
