@@ -574,7 +574,7 @@ mod tests {
         );
         // Half precision: no training cases.
         assert!(runs_in(BenchMode::Forward, Precision::F16));
-        assert!(!runs_in(BenchMode::Train, Precision::BF16));
+        assert!(!runs_in(BenchMode::Train, Precision::Bf16));
         assert!(runs_in(BenchMode::Train, Precision::F32));
     }
 
