@@ -214,23 +214,46 @@ fn half_precision_stays_close_to_f32() {
         let forward_dev = max_abs_diff(&out, reference);
         let sample = unet_ddim_sample::<Gpu>(precision, &device);
         let sample_dev = max_rel_dev(&sample, &f32_sample);
+        let sample_mean_dev = sample
+            .iter()
+            .zip(&f32_sample)
+            .map(|(a, b)| f64::from((a - b).abs()))
+            .sum::<f64>()
+            / sample.len() as f64;
         eprintln!(
             "{precision} on {}: U-Net output max |Δ| vs diffusers f32 = {forward_dev:.2e} \
-             (|out| ≤ {:.2}); 10-step DDIM sample max |Δ|/max(1, |b|) vs f32 = {sample_dev:.2e}",
+             (|out| ≤ {:.2}); 10-step DDIM sample vs f32: max |Δ|/max(1, |b|) = {sample_dev:.2e}, \
+             mean |Δ| = {sample_mean_dev:.2e}",
             Gpu::name(&device),
             reference.iter().fold(0.0f32, |m, v| m.max(v.abs())),
         );
-        // A ~1e-3 relative rounding per operation (f16: 2⁻¹¹, bf16: 2⁻⁸ per value).
-        let (forward_bound, sample_bound) = match precision {
-            Precision::F16 => (1e-2, 2e-2),
-            _ => (6e-2, 1e-1),
+        // One forward pass: ~1e-3 relative rounding per operation (f16: 2⁻¹¹, bf16: 2⁻⁸ per
+        // value), and GPU kernels may accumulate in the half type (lavapipe f16: 1.3e-2).
+        // Ten DDIM steps from x_T amplify the network's error: the first steps divide ε̂'s error
+        // by √ᾱ_t ≈ 0.006 in x̂₀ (then clipped), so single values move a lot (lavapipe f16:
+        // max 0.64) while the sample as a whole stays close (mean |Δ| 0.067). The mean bound
+        // is what a wrong cast (say the time embedding rounded in f16) would break.
+        let (forward_bound, sample_max_bound, sample_mean_bound) = match precision {
+            Precision::F16 => (2e-2, 1.0, 0.15),
+            _ => (6e-2, 1.5, 0.3),
         };
         assert!(
             forward_dev > 0.0,
             "{precision}: the model did not change type"
         );
         assert!(forward_dev <= forward_bound, "{precision}: {forward_dev:e}");
-        assert!(sample_dev <= sample_bound, "{precision}: {sample_dev:e}");
+        assert!(
+            sample.iter().all(|v| v.is_finite()),
+            "{precision}: non-finite sample"
+        );
+        assert!(
+            sample_dev <= sample_max_bound,
+            "{precision}: {sample_dev:e}"
+        );
+        assert!(
+            sample_mean_dev <= sample_mean_bound,
+            "{precision}: mean |Δ| {sample_mean_dev:e}"
+        );
     }
 }
 

@@ -63,7 +63,7 @@
 //! let fp = ForwardProcess::<Flex>::new(&NoiseSchedule::paper(), &device);
 //! let x0 = Tensor::<Flex, 4>::zeros([1, 1, 4, 4], &device);
 //! let eps = Tensor::<Flex, 4>::ones([1, 1, 4, 4], &device);
-//! let x_t = fp.q_sample(x0, Tensor::<Flex, 1, Int>::from_ints([999], &device), eps);
+//! let x_t = fp.q_sample(x0, eps, Tensor::<Flex, 1, Int>::from_ints([999], &device));
 //! assert!(x_t.mean().into_scalar() > 0.99);
 //! ```
 #![warn(missing_docs)]
