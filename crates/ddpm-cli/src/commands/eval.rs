@@ -112,12 +112,15 @@ impl OnBackend for Task {
     }
 }
 
+/// A scheduler config and the file it was read from.
+type StoredScheduler = (SamplingConfig, String);
+
 /// The model and its scheduler config: `preset:NAME` (random weights, no config) or any model
 /// directory [`ModelDir::resolve`] accepts (EMA weights of a training run).
 fn load_model<B: Backend>(
     spec: &str,
     device: &B::Device,
-) -> Result<(Unet<B>, Option<(SamplingConfig, String)>)> {
+) -> Result<(Unet<B>, Option<StoredScheduler>)> {
     if let Some(name) = spec.strip_prefix("preset:") {
         let config = UnetConfig::preset(name)?.with_dropout(0.0);
         return Ok((config.init::<B>(device)?, None));

@@ -558,10 +558,8 @@ mod tests {
             .map(|(i, v)| v + shift[i / g.p()] as f64)
             .collect();
         let with_res: Vec<f64> = plain.iter().zip(&res).map(|(v, &r)| v + r as f64).collect();
-        let mut paths: Vec<(
-            &str,
-            fn(&ConvGeom, &[f32], &[f32], &[f32], Add<'_>) -> Vec<f32>,
-        )> = vec![("im2col", im2col_forward)];
+        type ForwardFn = fn(&ConvGeom, &[f32], &[f32], &[f32], Add<'_>) -> Vec<f32>;
+        let mut paths: Vec<(&str, ForwardFn)> = vec![("im2col", im2col_forward)];
         #[cfg(target_arch = "x86_64")]
         if super::super::direct::available() {
             paths.push(("direct", super::super::direct::conv2d_forward));
