@@ -112,7 +112,7 @@ impl TimestepDistribution for UniformTimesteps {
     }
 }
 
-/// Importance sampling with p_t ∝ √E[L_t²]   (Nichol & Dhariwal 2021, Eq. 17)
+/// Importance sampling with p_t ∝ √E\[L_t²\]   (Nichol & Dhariwal 2021, Eq. 17)
 ///
 /// Keeps the last `history_per_term` (10) losses of each t; uniform until every t has a full
 /// history, then p_t ∝ √(mean of the squared history), mixed with `uniform_prob` (0.001) of the
