@@ -195,6 +195,24 @@ pub enum ImportError {
         /// burn-store's description.
         message: String,
     },
+    /// A weight tensor holds NaN or ±inf: every output of the model would be non-finite.
+    #[error(
+        "tensor `{key}` in {path} holds non-finite values (NaN or ±inf) at {count} of {len} \
+         positions, the first at flat index {first}: the checkpoint is damaged, or was saved \
+         after training diverged"
+    )]
+    NonFiniteWeight {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The first non-finite tensor, in diffusers naming.
+        key: String,
+        /// How many of its values are not finite.
+        count: usize,
+        /// How many values it has.
+        len: usize,
+        /// The flat (row-major) index of the first non-finite value.
+        first: usize,
+    },
     /// burn-store's safetensors reader or writer failed.
     #[error("safetensors store: {0}")]
     Safetensors(#[from] burn_store::SafetensorsStoreError),

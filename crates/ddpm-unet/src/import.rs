@@ -293,6 +293,7 @@ impl<B: Backend> Unet<B> {
             self.load_pytorch_bin(path)?
         };
         check_applied(&result, path, true)?;
+        self.check_finite(path)?;
         Ok(self)
     }
 
@@ -333,7 +334,117 @@ impl<B: Backend> Unet<B> {
             .allow_partial(true);
         let result = self.load_from(&mut store)?;
         check_applied(&result, path, false)?;
+        self.check_finite(path)?;
         Ok(self)
+    }
+
+    /// Refuses weights that hold NaN or ±inf, naming the first such tensor: a model with one
+    /// non-finite weight turns every sample non-finite.
+    fn check_finite(&self, path: &Path) -> Result<(), ImportError> {
+        for snapshot in self.collect(None, None, false) {
+            let key = snapshot.full_path();
+            let data = snapshot.to_data().map_err(|e| ImportError::Tensor {
+                path: path.to_path_buf(),
+                key: diffusers_key(&key),
+                message: format!("{e:?}"),
+            })?;
+            let mut count = 0;
+            let mut first = None;
+            let mut len = 0;
+            for (i, v) in data.iter::<f32>().enumerate() {
+                len += 1;
+                if !v.is_finite() {
+                    count += 1;
+                    first.get_or_insert(i);
+                }
+            }
+            if let Some(first) = first {
+                return Err(ImportError::NonFiniteWeight {
+                    path: path.to_path_buf(),
+                    key: diffusers_key(&key),
+                    count,
+                    len,
+                    first,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod finite_tests {
+    use burn::module::{Module, ModuleMapper, Param};
+    use burn::tensor::Tensor;
+
+    use super::*;
+
+    type B = burn::backend::Flex;
+
+    /// Puts NaN at flat index 5 and +inf at 7 of `conv_in.weight`.
+    struct Poison;
+
+    impl ModuleMapper<B> for Poison {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            param.map(|t| {
+                if D != 4 || t.dims()[0] != 32 || t.dims()[1] != 3 {
+                    return t;
+                }
+                let shape = t.shape();
+                let mut values = t.into_data().to_vec::<f32>().unwrap();
+                values[5] = f32::NAN;
+                values[7] = f32::INFINITY;
+                Tensor::from_data(
+                    burn::tensor::TensorData::new(values, shape),
+                    &Default::default(),
+                )
+            })
+        }
+    }
+
+    fn dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("ddpm-unet-finite-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn non_finite_weights_are_refused_by_name() {
+        let device = Default::default();
+        let config = UnetConfig::tiny();
+        assert_eq!(
+            config.block_out_channels[0], 32,
+            "Poison finds conv_in by its shape"
+        );
+        let unet = config.init::<B>(&device).unwrap().map(&mut Poison);
+        for (format, dir) in [("native", dir("native")), ("diffusers", dir("diffusers"))] {
+            match format {
+                "native" => unet.save(&dir).unwrap(),
+                _ => unet.to_diffusers(&dir).unwrap(),
+            }
+            let err = Unet::<B>::load_any(&dir, &device).unwrap_err();
+            match &err {
+                ImportError::NonFiniteWeight {
+                    key,
+                    count,
+                    len,
+                    first,
+                    ..
+                } => {
+                    assert_eq!(key, "conv_in.weight", "{format}");
+                    assert_eq!((*count, *len, *first), (2, 32 * 3 * 3 * 3, 5), "{format}");
+                }
+                other => panic!("{format}: {other}"),
+            }
+            assert!(err.to_string().contains("conv_in.weight"), "{err}");
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        // The same model without the poison loads.
+        let dir = dir("clean");
+        config.init::<B>(&device).unwrap().save(&dir).unwrap();
+        Unet::<B>::load_any(&dir, &device).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
 
