@@ -31,6 +31,27 @@ pub enum TrainError {
         /// The newest checkpoint on disk, if any.
         last_checkpoint: Option<PathBuf>,
     },
+    /// The weights went non-finite (the optimizer step overflowed) although the loss that
+    /// produced them was finite; caught before a checkpoint would call them good.
+    #[error(
+        "the {which} weights hold non-finite values after step {step} (tensor `{key}`: {count} \
+         of {len}); stopping without writing a checkpoint (the last good checkpoint is kept{})",
+        last_checkpoint.as_ref().map(|p| format!(": {}", p.display())).unwrap_or_default()
+    )]
+    NonFiniteWeights {
+        /// The optimizer step after which they were found (1-based).
+        step: usize,
+        /// `model` or `EMA`.
+        which: &'static str,
+        /// The first non-finite parameter, in diffusers naming.
+        key: String,
+        /// How many of its values are not finite.
+        count: usize,
+        /// How many values it has.
+        len: usize,
+        /// The newest checkpoint on disk, if any (its weights are finite).
+        last_checkpoint: Option<PathBuf>,
+    },
     /// The dataset does not fit the model.
     #[error("dataset images are {found}; the model expects {expected}")]
     DataShape {

@@ -330,8 +330,28 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// Writes a checkpoint of the current step (model, EMA, optimizer, data position).
     ///
     /// # Errors
-    /// I/O and record errors naming the file; the previous checkpoints are untouched then.
+    /// [`TrainError::NonFiniteWeights`] (nothing written) when the model's or the EMA's weights
+    /// hold NaN or ±inf; I/O and record errors naming the file. The previous checkpoints are
+    /// untouched then.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        // A checkpoint is good only if its weights are finite: a step can overflow the weights
+        // while the loss it computed (from the weights before it) was still finite.
+        let found = [
+            ("model", self.model.find_non_finite()),
+            ("EMA", self.ema.find_non_finite()),
+        ];
+        for (which, param) in found {
+            if let Some(p) = param {
+                return Err(TrainError::NonFiniteWeights {
+                    step: self.step,
+                    which,
+                    key: p.key,
+                    count: p.count,
+                    len: p.len,
+                    last_checkpoint: self.last_checkpoint.clone(),
+                });
+            }
+        }
         let state = TrainState {
             step: self.step,
             data: self.data.state(),

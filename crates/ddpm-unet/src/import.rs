@@ -341,34 +341,16 @@ impl<B: Backend> Unet<B> {
     /// Refuses weights that hold NaN or ±inf, naming the first such tensor: a model with one
     /// non-finite weight turns every sample non-finite.
     fn check_finite(&self, path: &Path) -> Result<(), ImportError> {
-        for snapshot in self.collect(None, None, false) {
-            let key = snapshot.full_path();
-            let data = snapshot.to_data().map_err(|e| ImportError::Tensor {
+        match self.find_non_finite() {
+            None => Ok(()),
+            Some(p) => Err(ImportError::NonFiniteWeight {
                 path: path.to_path_buf(),
-                key: diffusers_key(&key),
-                message: format!("{e:?}"),
-            })?;
-            let mut count = 0;
-            let mut first = None;
-            let mut len = 0;
-            for (i, v) in data.iter::<f32>().enumerate() {
-                len += 1;
-                if !v.is_finite() {
-                    count += 1;
-                    first.get_or_insert(i);
-                }
-            }
-            if let Some(first) = first {
-                return Err(ImportError::NonFiniteWeight {
-                    path: path.to_path_buf(),
-                    key: diffusers_key(&key),
-                    count,
-                    len,
-                    first,
-                });
-            }
+                key: p.key,
+                count: p.count,
+                len: p.len,
+                first: p.first,
+            }),
         }
-        Ok(())
     }
 }
 

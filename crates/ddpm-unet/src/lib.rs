@@ -61,6 +61,7 @@ mod down;
 mod dropout;
 mod error;
 mod export;
+mod finite;
 mod import;
 mod init;
 pub mod kernels;
@@ -77,6 +78,7 @@ pub use diffusers_config::DiffusersUnetConfig;
 pub use down::{DownBlock2d, DownBlock2dConfig, Downsample2d, Downsample2dConfig};
 pub use dropout::SeededDropout;
 pub use error::{ImportError, UnetError};
+pub use finite::NonFiniteParam;
 pub use import::{
     DIFFUSERS_BIN, DIFFUSERS_CONFIG, DIFFUSERS_SAFETENSORS, ModelFormat, NATIVE_CONFIG,
     NATIVE_WEIGHTS, read_config, read_diffusers_config,
