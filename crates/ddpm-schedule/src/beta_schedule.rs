@@ -153,6 +153,12 @@ impl BetaSchedule {
         if t == 0 {
             return Err(ScheduleError::ZeroTimesteps);
         }
+        if t > MAX_TRAIN_TIMESTEPS {
+            return Err(ScheduleError::TooManyTimesteps {
+                num_train_timesteps: t,
+                max: MAX_TRAIN_TIMESTEPS,
+            });
+        }
         let betas = match self {
             Self::Linear {
                 beta_start,
@@ -295,12 +301,49 @@ fn check_range(beta_start: f64, beta_end: f64) -> Result<(), ScheduleError> {
         "0 < beta_start < 1",
         unit(beta_start),
     )?;
-    check_finite("beta_end", beta_end, "0 < beta_end < 1", unit(beta_end))
+    check_finite("beta_end", beta_end, "0 < beta_end < 1", unit(beta_end))?;
+    // The forward process adds noise at a rate that grows with t (Sec. 2, Sec. 4); a
+    // decreasing β is almost always swapped fields. diffusers would take it silently.
+    check_finite(
+        "beta_end",
+        beta_end,
+        ">= beta_start (β grows with t)",
+        beta_end >= beta_start,
+    )
 }
+
+/// The largest `num_train_timesteps` a schedule accepts: far above any diffusion model's
+/// (T <= 4000), low enough that its tables (a few f64 per step) fit in memory.
+pub const MAX_TRAIN_TIMESTEPS: usize = 1_000_000;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unreasonable_inputs_are_refused_before_allocating() {
+        let err = BetaSchedule::linear().betas(100_000_000_000).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ScheduleError::TooManyTimesteps {
+                    num_train_timesteps: 100_000_000_000,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(BetaSchedule::linear().betas(MAX_TRAIN_TIMESTEPS).is_ok());
+        let swapped = BetaSchedule::Linear {
+            beta_start: 0.02,
+            beta_end: 1e-4,
+        };
+        let err = swapped.betas(1000).unwrap_err().to_string();
+        assert!(
+            err.contains("beta_end") && err.contains(">= beta_start"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn linear_endpoints_are_exact() {

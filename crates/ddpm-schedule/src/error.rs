@@ -9,6 +9,18 @@ pub enum ScheduleError {
     /// `num_train_timesteps` (T) was zero.
     #[error("num_train_timesteps is 0; expected T >= 1")]
     ZeroTimesteps,
+    /// `num_train_timesteps` (T) beyond [`MAX_TRAIN_TIMESTEPS`](crate::MAX_TRAIN_TIMESTEPS):
+    /// refused before any table is allocated.
+    #[error(
+        "num_train_timesteps is {num_train_timesteps}; at most {max} is supported (diffusion \
+         models use T <= 4000; the schedule's tables take ~100 bytes per step)"
+    )]
+    TooManyTimesteps {
+        /// The requested T.
+        num_train_timesteps: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A β value outside the open interval (0, 1).
     #[error("beta at index {index} (t = {t}) is {value}; expected 0 < beta < 1", t = index + 1)]
     BetaOutOfRange {

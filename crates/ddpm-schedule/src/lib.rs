@@ -29,7 +29,9 @@ mod noise_schedule;
 mod parameterization;
 mod timesteps;
 
-pub use beta_schedule::{BetaSchedule, rescale_zero_terminal_snr, validate_betas};
+pub use beta_schedule::{
+    BetaSchedule, MAX_TRAIN_TIMESTEPS, rescale_zero_terminal_snr, validate_betas,
+};
 pub use diffusers::{
     DiffusersSchedulerConfig, FinalSigmasType, LoadedSamplingConfig, SamplingConfig,
     SchedulerClass, SolverType,
