@@ -119,8 +119,8 @@ pub(crate) fn attention_forward(
     v: &[f32],
 ) -> (Vec<f32>, Vec<f32>) {
     let (n, d) = (g.n, g.d);
-    let mut s = vec![0f32; g.bh * n * n];
-    let mut o = vec![0f32; g.bh * n * d];
+    let mut s = super::buf::zeroed(g.bh * n * n);
+    let mut o = super::buf::zeroed(g.bh * n * d);
     if s.is_empty() || d == 0 {
         return (o, s);
     }
@@ -153,7 +153,11 @@ pub(crate) fn attention_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (n, d) = (g.n, g.d);
     let len = g.bh * n * d;
-    let (mut dq, mut dk, mut dv) = (vec![0f32; len], vec![0f32; len], vec![0f32; len]);
+    let (mut dq, mut dk, mut dv) = (
+        super::buf::zeroed(len),
+        super::buf::zeroed(len),
+        super::buf::zeroed(len),
+    );
     if len == 0 {
         return (dq, dk, dv);
     }

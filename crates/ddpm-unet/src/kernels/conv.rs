@@ -1,7 +1,7 @@
 //! Convolutions on plain `f32` slices (NCHW, contiguous) behind the Flex fast path.
 //!
 //! Stride-1 convolutions larger than 1×1 run the direct kernels of [`super::direct`] where the
-//! CPU has AVX-512. Everything else runs im2col + one gemm per image, with a backward that is
+//! CPU has AVX-512 or AVX2 + FMA. Everything else runs im2col + one gemm per image, with a backward that is
 //! also two gemms per image: dW += dY·colsᵀ and dcols = Wᵀ·dY followed by col2im (1×1
 //! convolutions skip im2col: the image is the matrix). Burn's generic backward instead
 //! computes dW as a convolution of the batch-swapped input with the batch-swapped output
@@ -195,7 +195,7 @@ pub(crate) fn conv2d_forward(
     im2col_forward(g, x, w, bias, add)
 }
 
-/// Whether the direct kernels serve `g` (switched on, AVX-512, stride 1, …).
+/// Whether the direct kernels serve `g` (switched on, AVX-512 or AVX2, stride 1, …).
 #[cfg(target_arch = "x86_64")]
 fn use_direct(g: &ConvGeom) -> bool {
     super::direct_conv_enabled() && super::direct::applies(g)
@@ -204,7 +204,7 @@ fn use_direct(g: &ConvGeom) -> bool {
 /// [`conv2d_forward`] through im2col + gemm (any geometry).
 fn im2col_forward(g: &ConvGeom, x: &[f32], w: &[f32], bias: &[f32], add: Add<'_>) -> Vec<f32> {
     let (k, p) = (g.k(), g.p());
-    let mut y = vec![0f32; g.n * g.co * p];
+    let mut y = super::buf::zeroed(g.n * g.co * p);
     if y.is_empty() {
         return y;
     }
@@ -309,7 +309,7 @@ fn im2col_backward(
 
     // One pass over the images: dW accumulates per worker, dx is written per image.
     let chunk = if need_dx { g.image_len() } else { 1 };
-    let mut dx = vec![0f32; g.n * chunk];
+    let mut dx = super::buf::zeroed(g.n * chunk);
     let w_t = View {
         data: w,
         rs: 1,
@@ -558,11 +558,17 @@ mod tests {
             .map(|(i, v)| v + shift[i / g.p()] as f64)
             .collect();
         let with_res: Vec<f64> = plain.iter().zip(&res).map(|(v, &r)| v + r as f64).collect();
-        type ForwardFn = fn(&ConvGeom, &[f32], &[f32], &[f32], Add<'_>) -> Vec<f32>;
-        let mut paths: Vec<(&str, ForwardFn)> = vec![("im2col", im2col_forward)];
+        type IsaForwardFn = Box<dyn Fn(&ConvGeom, &[f32], &[f32], &[f32], Add<'_>) -> Vec<f32>>;
+        let mut paths: Vec<(String, IsaForwardFn)> =
+            vec![("im2col".into(), Box::new(im2col_forward) as IsaForwardFn)];
         #[cfg(target_arch = "x86_64")]
-        if super::super::direct::available() {
-            paths.push(("direct", super::super::direct::conv2d_forward));
+        for isa in super::super::direct::supported() {
+            paths.push((
+                format!("direct {isa:?}"),
+                Box::new(move |g, x, w, b, add| {
+                    super::super::direct::conv2d_forward_with(isa, g, x, w, b, add)
+                }),
+            ));
         }
         for (name, forward) in paths {
             let err = rel_err(&forward(&g, &x, &wt, &b, Add::Shift(&shift)), &with_shift);
@@ -576,22 +582,27 @@ mod tests {
     #[test]
     fn direct_conv_matches_direct_loops() {
         use super::super::direct;
-        if !direct::available() {
-            eprintln!("no AVX-512 on this CPU: the direct kernels are not tested here");
+        let isas = direct::supported();
+        if isas.is_empty() {
+            eprintln!(
+                "neither AVX-512 nor AVX2 + FMA on this CPU: the direct kernels are not tested here"
+            );
             return;
         }
-        for g in stride1_geoms() {
-            assert!(direct::applies(&g), "{g:?}");
-            check_conv_impl(
-                &g,
-                |g, x, w, b| direct::conv2d_forward(g, x, w, b, Add::None),
-                |g, x, w, dy| {
-                    (
-                        direct::conv2d_input_grad(g, w, dy),
-                        direct::conv2d_weight_grad(g, x, dy),
-                    )
-                },
-            );
+        for isa in isas {
+            for g in stride1_geoms() {
+                assert!(direct::applies(&g), "{g:?}");
+                check_conv_impl(
+                    &g,
+                    |g, x, w, b| direct::conv2d_forward_with(isa, g, x, w, b, Add::None),
+                    |g, x, w, dy| {
+                        (
+                            direct::conv2d_input_grad_with(isa, g, w, dy),
+                            direct::conv2d_weight_grad_with(isa, g, x, dy),
+                        )
+                    },
+                );
+            }
         }
     }
 

@@ -1,5 +1,5 @@
-//! Stride-1 convolutions as an implicit GEMM with AVX-512 micro-kernels (x86-64 only; the
-//! caller falls back to im2col + gemm where AVX-512 is missing).
+//! Stride-1 convolutions as an implicit GEMM with AVX-512 or AVX2 + FMA micro-kernels (x86-64
+//! only; the caller falls back to im2col + gemm where neither is present).
 //!
 //! Zero-pad each input channel into a plane of width `wp = ow + kw − 1` (the *grid*). Output
 //! position `q = oy·wp + ox` of a stride-1 correlation reads tap (i, j) of channel c at
@@ -9,23 +9,29 @@
 //! grid row holds `kw − 1` extra positions past `ow`; they are computed and dropped.
 //!
 //! - forward: `y = W·X` on the grid, 8 output channels × 48 positions per micro-kernel (24
-//!   zmm accumulators); K = ci·kh·kw is blocked by 128 so the 48-position strip of the
+//!   zmm accumulators; with AVX2, 6 channels × 16 positions in 12 ymm); K = ci·kh·kw is blocked by at most 160 so the strip of the
 //!   shifted rows stays in L1 while every 8-channel block of W passes over it;
 //! - dx: the same kernel on the zero-padded dy with the flipped, transposed weights (the
 //!   adjoint of a stride-1 correlation is the full correlation with the flipped kernel);
 //! - dW: `dW[o][(c,i,j)] = Σ_n Σ_q dy_grid[o][q] · xpad[c][q + i·wp + j]`, 4 output channels
-//!   × 6 rows `(c, i, j)` per micro-kernel, accumulated along q in 16 lanes, a few images at
-//!   a time (so the 4 dy rows stay in L1 while all rows (c, i, j) pass), and reduced once.
+//!   × 6 rows `(c, i, j)` per micro-kernel, accumulated along q in 16 lanes (AVX2: 2 channels
+//!   × 6 rows in 8 lanes, twice per 4-channel block), a few images at a time (so the 4 dy rows
+//!   stay in L1 while all rows (c, i, j) pass), and reduced once.
+//!
+//! The AVX2 kernels are the AVX-512 ones at half the vector width and with fewer accumulators
+//! (16 ymm registers against 32 zmm); they share the blocking and the grid.
 
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+    __m256, __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
+    _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+    _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
 
 use super::conv::{Add, ConvGeom};
 
-/// Output channels per forward micro-kernel.
+/// Output channels per AVX-512 forward micro-kernel (and per block of packed weights).
 const MR: usize = 8;
 /// Most zmm vectors of grid positions per forward micro-kernel (1, 2 or 3 are used).
 const NV_MAX: usize = 3;
@@ -39,13 +45,86 @@ const WR: usize = 4;
 /// Rows `(c, i, j)` per dW micro-kernel.
 const WS: usize = 6;
 
-/// Whether this CPU runs the AVX-512 kernels (checked once; `is_x86_feature_detected!`
-/// caches the answer).
-pub(crate) fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f")
+/// Output channels per AVX2 forward micro-kernel (and per block of packed weights): 6 × 2
+/// ymm accumulators, 2 for the strip and 1 broadcast fill 15 of the 16 registers (4 × 3 needs
+/// all 16, and LLVM then spills an accumulator to the stack in the inner loop).
+const MR_AVX2: usize = 6;
+/// Output channels per AVX2 dW micro-kernel (half of a [`WR`] block).
+const WR_AVX2: usize = 2;
+
+/// The instruction set the micro-kernels run with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX-512F: 16 lanes, 32 registers.
+    Avx512,
+    /// AVX2 + FMA: 8 lanes, 16 registers.
+    Avx2,
 }
 
-/// Whether the direct kernels serve `g`: an AVX-512 CPU, stride 1, a kernel larger than 1×1
+impl Isa {
+    /// f32 lanes per vector.
+    fn lanes(self) -> usize {
+        match self {
+            Isa::Avx512 => 16,
+            Isa::Avx2 => 8,
+        }
+    }
+
+    /// Output channels per forward micro-kernel (the block size of the packed weights).
+    fn mr(self) -> usize {
+        match self {
+            Isa::Avx512 => MR,
+            Isa::Avx2 => MR_AVX2,
+        }
+    }
+
+    /// Most vectors of grid positions per forward micro-kernel.
+    fn max_nv(self) -> usize {
+        match self {
+            Isa::Avx512 => NV_MAX,
+            Isa::Avx2 => 2,
+        }
+    }
+}
+
+/// The widest instruction set of this CPU the kernels have micro-kernels for, if any
+/// (`is_x86_feature_detected!` caches the answer).
+pub(crate) fn isa() -> Option<Isa> {
+    if std::is_x86_feature_detected!("avx512f") {
+        Some(Isa::Avx512)
+    } else if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        Some(Isa::Avx2)
+    } else {
+        None
+    }
+}
+
+/// Whether this CPU runs the direct kernels (AVX-512, or AVX2 with FMA).
+pub(crate) fn available() -> bool {
+    isa().is_some()
+}
+
+/// Every instruction set of this CPU the kernels have micro-kernels for (the tests run each).
+#[cfg(test)]
+pub(crate) fn supported() -> Vec<Isa> {
+    let mut all = Vec::new();
+    if std::is_x86_feature_detected!("avx512f") {
+        all.push(Isa::Avx512);
+    }
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        all.push(Isa::Avx2);
+    }
+    all
+}
+
+/// This CPU's [`isa`]; callers have checked [`applies`].
+fn this_isa() -> Isa {
+    isa().unwrap_or_else(|| {
+        unreachable!("direct kernels called without AVX-512 or AVX2 (see `applies`)")
+    })
+}
+
+/// Whether the direct kernels serve `g`: an AVX-512 or AVX2 CPU, stride 1, a kernel larger than 1×1
 /// (1×1 convolutions are plain gemms already) and padding smaller than the kernel on every
 /// side (so the adjoint is again a correlation with non-negative padding).
 pub(crate) fn applies(g: &ConvGeom) -> bool {
@@ -133,7 +212,7 @@ impl Grid {
 
     /// `n` images `[n][c][h][w]` copied into zeroed grids `[n][c][plane]`.
     fn pad(&self, x: &[f32], n: usize) -> Vec<f32> {
-        let mut out = vec![0f32; n * self.c * self.plane];
+        let mut out = super::buf::zeroed(n * self.c * self.plane);
         let (h, w) = (self.h, self.w);
         out.par_chunks_mut(self.plane)
             .zip(x.par_chunks(h * w))
@@ -154,15 +233,16 @@ struct Ptr(*const f32);
 unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 
-/// `a[cb][k][r] = w[cb·MR + r][k]` (0 past `co`): the weights in 8-channel blocks, k-major.
-fn pack_weights(w: &[f32], co: usize, k: usize) -> Vec<f32> {
-    let blocks = co.div_ceil(MR);
-    let mut a = vec![0f32; blocks * k * MR];
+/// `a[cb][k][r] = w[cb·mr + r][k]` (0 past `co`): the weights in `mr`-channel blocks,
+/// k-major.
+fn pack_weights(w: &[f32], co: usize, k: usize, mr: usize) -> Vec<f32> {
+    let blocks = co.div_ceil(mr);
+    let mut a = vec![0f32; blocks * k * mr];
     for (o, row) in w.chunks_exact(k).enumerate().take(co) {
-        let (cb, r) = (o / MR, o % MR);
-        let block = &mut a[cb * k * MR..][..k * MR];
+        let (cb, r) = (o / mr, o % mr);
+        let block = &mut a[cb * k * mr..][..k * mr];
         for (kk, &v) in row.iter().enumerate() {
-            block[kk * MR + r] = v;
+            block[kk * mr + r] = v;
         }
     }
     a
@@ -170,7 +250,9 @@ fn pack_weights(w: &[f32], co: usize, k: usize) -> Vec<f32> {
 
 /// The correlation of the padded images `xpad` (`[n][grid.c][plane]`) with the packed
 /// weights `a` (`co` outputs): `y[n][o][oy][ox] = bias[o] + Σ_k W[o][k]·row_k[oy·wp + ox]`.
+#[allow(clippy::too_many_arguments)]
 fn correlate(
+    isa: Isa,
     grid: &Grid,
     n: usize,
     co: usize,
@@ -183,11 +265,12 @@ fn correlate(
     let k = grid.c * grid.kh * grid.kw;
     let koff = grid.row_offsets();
     let q = grid.q();
-    let nv = strip_vectors(q);
-    let nt = 16 * nv;
+    let mr = isa.mr();
+    let nv = strip_vectors(q, isa.lanes(), isa.max_nv());
+    let nt = isa.lanes() * nv;
     let strip_end = q.next_multiple_of(nt);
     let kc_len = k.div_ceil(k.div_ceil(KC_MAX));
-    let blocks = co.div_ceil(MR);
+    let blocks = co.div_ceil(mr);
     // Split the output channels of an image into groups when the batch alone cannot keep
     // every thread busy.
     let threads = rayon::current_num_threads().max(1);
@@ -197,9 +280,9 @@ fn correlate(
         (2 * threads).div_ceil(n).min(blocks)
     };
     let per_group = blocks.div_ceil(groups);
-    let group_len = per_group * MR;
+    let group_len = per_group * mr;
     let img_out = co * oh * ow;
-    let mut y = vec![0f32; n * img_out];
+    let mut y = super::buf::zeroed(n * img_out);
     if y.is_empty() {
         return y;
     }
@@ -224,32 +307,39 @@ fn correlate(
     slices.into_par_iter().for_each_init(
         || vec![0f32; group_len * strip_end],
         |acc, (img, o0, out)| {
-            let cb0 = o0 / MR;
+            let cb0 = o0 / mr;
             let cb1 = (cb0 + per_group).min(blocks);
             let xb = xp;
             for k0 in (0..k).step_by(kc_len) {
                 let kc = kc_len.min(k - k0);
                 for q0 in (0..q).step_by(nt) {
                     for cb in cb0..cb1 {
-                        let c_tile = &mut acc[(cb - cb0) * MR * strip_end + q0..];
-                        let tile = match nv {
-                            1 => fwd_tile::<1>,
-                            2 => fwd_tile::<2>,
-                            _ => fwd_tile::<3>,
-                        };
-                        // SAFETY: AVX-512 is present (`applies`); the strip reads rows
+                        let c_tile = &mut acc[(cb - cb0) * mr * strip_end + q0..];
+                        let (ap, kp) = (a[(cb * k + k0) * mr..].as_ptr(), koff[k0..].as_ptr());
+                        let (bp, cp) =
+                            (xb.0.wrapping_add(img * plane_img + q0), c_tile.as_mut_ptr());
+                        // SAFETY: `isa` is this CPU's (`isa()`); the strip reads rows
                         // `koff[k] + img·plane_img + q0 .. + nt`, inside `xpad` by the plane's
-                        // slack; `c_tile` holds MR rows of stride `strip_end` from q0 + nt.
+                        // slack (nt ≤ NT); `c_tile` holds mr rows of stride `strip_end` from
+                        // q0 + nt; `a` holds kc·mr floats of the block from k0.
                         unsafe {
-                            tile(
-                                kc,
-                                a[(cb * k + k0) * MR..].as_ptr(),
-                                koff[k0..].as_ptr(),
-                                xb.0.add(img * plane_img + q0),
-                                c_tile.as_mut_ptr(),
-                                strip_end,
-                                k0 > 0,
-                            );
+                            match isa {
+                                Isa::Avx512 => {
+                                    let tile = match nv {
+                                        1 => fwd_tile::<1>,
+                                        2 => fwd_tile::<2>,
+                                        _ => fwd_tile::<3>,
+                                    };
+                                    tile(kc, ap, kp, bp, cp, strip_end, k0 > 0);
+                                }
+                                Isa::Avx2 => {
+                                    let tile = match nv {
+                                        1 => fwd_tile_avx2::<1>,
+                                        _ => fwd_tile_avx2::<2>,
+                                    };
+                                    tile(kc, ap, kp, bp, cp, strip_end, k0 > 0);
+                                }
+                            }
                         }
                     }
                 }
@@ -284,17 +374,18 @@ fn correlate(
     y
 }
 
-/// zmm vectors per strip for `q` grid positions: the fewest positions computed, 3 vectors
-/// preferred on ties and 1 vector only when it saves more than its lower FMA density costs.
-fn strip_vectors(q: usize) -> usize {
+/// Vectors of `lanes` floats per strip (at most `max_nv`) for `q` grid positions: the fewest
+/// positions computed, more vectors preferred on ties and 1 vector only when it saves more
+/// than its lower FMA density costs.
+fn strip_vectors(q: usize, lanes: usize, max_nv: usize) -> usize {
     let cost = |nv: usize| {
-        let computed = q.next_multiple_of(16 * nv) as f64;
+        let computed = q.next_multiple_of(lanes * nv) as f64;
         if nv == 1 { computed * 1.15 } else { computed }
     };
-    [3, 2, 1]
-        .into_iter()
+    (1..=max_nv)
+        .rev()
         .min_by(|&a, &b| cost(a).total_cmp(&cost(b)))
-        .unwrap_or(NV_MAX)
+        .unwrap_or(max_nv)
 }
 
 /// `c[r][0..16·NV] (+)= Σ_{k<kc} a[k][r] · b[koff[k] .. + 16·NV]` for r < MR.
@@ -342,6 +433,52 @@ unsafe fn fwd_tile<const NV: usize>(
     }
 }
 
+/// [`fwd_tile`] with AVX2 + FMA on weights packed in [`MR_AVX2`]-channel blocks:
+/// `c[r][0..8·NV] (+)= Σ_{k<kc} a[k][r] · b[koff[k] .. + 8·NV]` for r < 6 (12 ymm
+/// accumulators at NV = 2).
+///
+/// # Safety
+///
+/// AVX2 and FMA must be available; `a` holds `kc·6` floats, `koff` `kc` offsets, `b + koff[k]`
+/// `8·NV` readable floats for every k, and `c` 6 rows of `8·NV` floats with row stride `ldc`.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn fwd_tile_avx2<const NV: usize>(
+    kc: usize,
+    a: *const f32,
+    koff: *const usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    unsafe {
+        let mut acc: [[__m256; NV]; MR_AVX2] = [[_mm256_setzero_ps(); NV]; MR_AVX2];
+        if accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(c.add(r * ldc + 8 * v));
+                }
+            }
+        }
+        for kk in 0..kc {
+            let bp = b.add(*koff.add(kk));
+            let bv: [__m256; NV] = std::array::from_fn(|v| _mm256_loadu_ps(bp.add(8 * v)));
+            let ap = a.add(kk * MR_AVX2);
+            for (r, row) in acc.iter_mut().enumerate() {
+                let av = _mm256_set1_ps(*ap.add(r));
+                for (x, &bx) in row.iter_mut().zip(&bv) {
+                    *x = _mm256_fmadd_ps(av, bx, *x);
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (v, x) in row.iter().enumerate() {
+                _mm256_storeu_ps(c.add(r * ldc + 8 * v), *x);
+            }
+        }
+    }
+}
+
 /// Stride-1 convolution forward with bias (and `add`), `[n, co, oh, ow]`.
 pub(crate) fn conv2d_forward(
     g: &ConvGeom,
@@ -350,15 +487,32 @@ pub(crate) fn conv2d_forward(
     bias: &[f32],
     add: Add<'_>,
 ) -> Vec<f32> {
+    conv2d_forward_with(this_isa(), g, x, w, bias, add)
+}
+
+/// [`conv2d_forward`] with the micro-kernels of `isa` (which the CPU must have).
+pub(crate) fn conv2d_forward_with(
+    isa: Isa,
+    g: &ConvGeom,
+    x: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    add: Add<'_>,
+) -> Vec<f32> {
     let grid = Grid::new(g.ci, g.h, g.w, g.kh, g.kw, g.pt, g.pl, g.oh, g.ow);
     let xpad = grid.pad(x, g.n);
-    let a = pack_weights(w, g.co, g.k());
-    correlate(&grid, g.n, g.co, &xpad, &a, Some(bias), add)
+    let a = pack_weights(w, g.co, g.k(), isa.mr());
+    correlate(isa, &grid, g.n, g.co, &xpad, &a, Some(bias), add)
 }
 
 /// `dx` of a stride-1 convolution: the full correlation of `dy` with the flipped kernel,
 /// `dx[c][y][x] = Σ_{o,i,j} W[o][c][i][j] · dy[o][y + pt − i][x + pl − j]`.
 pub(crate) fn conv2d_input_grad(g: &ConvGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
+    conv2d_input_grad_with(this_isa(), g, w, dy)
+}
+
+/// [`conv2d_input_grad`] with the micro-kernels of `isa` (which the CPU must have).
+pub(crate) fn conv2d_input_grad_with(isa: Isa, g: &ConvGeom, w: &[f32], dy: &[f32]) -> Vec<f32> {
     let (kh, kw) = (g.kh, g.kw);
     // dy padded by kh − 1 − pt on top (kw − 1 − pl on the left), correlated with
     // W'[c][o][i][j] = W[o][c][kh − 1 − i][kw − 1 − j] to an h×w output.
@@ -385,19 +539,24 @@ pub(crate) fn conv2d_input_grad(g: &ConvGeom, w: &[f32], dy: &[f32]) -> Vec<f32>
         }
     }
     let dypad = grid.pad(dy, g.n);
-    let a = pack_weights(&wt, g.ci, g.co * taps);
-    correlate(&grid, g.n, g.ci, &dypad, &a, None, Add::None)
+    let a = pack_weights(&wt, g.ci, g.co * taps, isa.mr());
+    correlate(isa, &grid, g.n, g.ci, &dypad, &a, None, Add::None)
 }
 
 /// `dW[o][(c,i,j)] = Σ_n Σ_{oy,ox} dy[n][o][oy][ox] · x[n][c][oy + i − pt][ox + j − pl]`.
 pub(crate) fn conv2d_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    conv2d_weight_grad_with(this_isa(), g, x, dy)
+}
+
+/// [`conv2d_weight_grad`] with the micro-kernels of `isa` (which the CPU must have).
+pub(crate) fn conv2d_weight_grad_with(isa: Isa, g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let grid = Grid::new(g.ci, g.h, g.w, g.kh, g.kw, g.pt, g.pl, g.oh, g.ow);
     let (oh, ow, wp) = (g.oh, g.ow, grid.wp);
     let k = g.k();
     let qlen = grid.q().next_multiple_of(16);
     let co_pad = g.co.next_multiple_of(WR);
     // dy on the grid (zero in the extra columns and the padding channels): [n][co_pad][qlen].
-    let mut dyg = vec![0f32; g.n * co_pad * qlen];
+    let mut dyg = super::buf::zeroed(g.n * co_pad * qlen);
     dyg.par_chunks_mut(co_pad * qlen)
         .zip(dy.par_chunks(g.co * oh * ow))
         .for_each(|(dst, src)| {
@@ -439,21 +598,41 @@ pub(crate) fn conv2d_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32
             for img0 in (0..g.n).step_by(chunk) {
                 let imgs = chunk.min(g.n - img0);
                 for (t, acc) in (t0..t1).zip(part.chunks_exact_mut(WR * WS * 16)) {
-                    // SAFETY: AVX-512 is present (`applies`); rows `ob·WR + r` of images
+                    let dyp = dp.0.wrapping_add(img0 * dy_img + ob * WR * qlen);
+                    let xpp = xp.0.wrapping_add(img0 * x_img);
+                    let offs = &koff[t * WS..(t + 1) * WS];
+                    // SAFETY: `isa` is this CPU's (`isa()`); rows `ob·WR + r` of images
                     // img0.. of the dy grid hold `qlen` floats; `xpad + koff[·]` reads `qlen`
                     // floats per image inside the plane's slack; `acc` holds WR·WS·16 floats.
                     unsafe {
-                        dw_tile(
-                            imgs,
-                            qlen,
-                            dp.0.add(img0 * dy_img + ob * WR * qlen),
-                            dy_img,
-                            xp.0.add(img0 * x_img),
-                            x_img,
-                            &koff[t * WS..(t + 1) * WS],
-                            acc.as_mut_ptr(),
-                            img0 > 0,
-                        );
+                        match isa {
+                            Isa::Avx512 => dw_tile(
+                                imgs,
+                                qlen,
+                                dyp,
+                                dy_img,
+                                xpp,
+                                x_img,
+                                offs,
+                                acc.as_mut_ptr(),
+                                img0 > 0,
+                            ),
+                            Isa::Avx2 => {
+                                for r0 in (0..WR).step_by(WR_AVX2) {
+                                    dw_tile_avx2(
+                                        imgs,
+                                        qlen,
+                                        dyp.add(r0 * qlen),
+                                        dy_img,
+                                        xpp,
+                                        x_img,
+                                        offs,
+                                        acc.as_mut_ptr().add(r0 * WS * 16),
+                                        img0 > 0,
+                                    );
+                                }
+                            }
+                        }
                     }
                 }
             }
@@ -533,6 +712,60 @@ unsafe fn dw_tile(
         for (r, row) in acc.iter().enumerate() {
             for (s, a) in row.iter().enumerate() {
                 _mm512_storeu_ps(acc_out.add((r * WS + s) * 16), *a);
+            }
+        }
+    }
+}
+
+/// [`dw_tile`] with AVX2 + FMA for 2 output channels:
+/// `acc[r][s][0..8] (+)= Σ_img Σ_{q<qlen} dy[img][r][q] · x[img][koff[s] + q]` in 8 lanes for
+/// r < 2 (`acc` keeps [`dw_tile`]'s `[r][s][16]` layout; lanes 8..16 are not touched).
+///
+/// # Safety
+///
+/// AVX2 and FMA must be available; for every `img < n`, `dy + img·dy_img + r·qlen` holds `qlen`
+/// floats for r < 2 and `x + img·x_img + koff[s]` `qlen` floats for s < WS; `qlen` is a
+/// multiple of 8; `acc` holds `2·WS·16` floats.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dw_tile_avx2(
+    n: usize,
+    qlen: usize,
+    dy: *const f32,
+    dy_img: usize,
+    x: *const f32,
+    x_img: usize,
+    koff: &[usize],
+    acc_out: *mut f32,
+    accumulate: bool,
+) {
+    unsafe {
+        let mut acc: [[__m256; WS]; WR_AVX2] = [[_mm256_setzero_ps(); WS]; WR_AVX2];
+        if accumulate {
+            for (r, row) in acc.iter_mut().enumerate() {
+                for (s, a) in row.iter_mut().enumerate() {
+                    *a = _mm256_loadu_ps(acc_out.add((r * WS + s) * 16));
+                }
+            }
+        }
+        let off: [usize; WS] = std::array::from_fn(|s| koff[s]);
+        for img in 0..n {
+            let d = dy.add(img * dy_img);
+            let xb = x.add(img * x_img);
+            for q in (0..qlen).step_by(8) {
+                let dv: [__m256; WR_AVX2] =
+                    std::array::from_fn(|r| _mm256_loadu_ps(d.add(r * qlen + q)));
+                for s in 0..WS {
+                    let xv = _mm256_loadu_ps(xb.add(off[s] + q));
+                    for r in 0..WR_AVX2 {
+                        acc[r][s] = _mm256_fmadd_ps(dv[r], xv, acc[r][s]);
+                    }
+                }
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            for (s, a) in row.iter().enumerate() {
+                _mm256_storeu_ps(acc_out.add((r * WS + s) * 16), *a);
             }
         }
     }

@@ -5,7 +5,7 @@ use rayon::prelude::*;
 
 /// `[a[0], b[0], a[1], b[1], …]` for `n` images of `len_a` and `len_b` elements.
 pub(crate) fn cat_channels(a: &[f32], b: &[f32], n: usize, len_a: usize, len_b: usize) -> Vec<f32> {
-    let mut y = vec![0f32; n * (len_a + len_b)];
+    let mut y = super::buf::zeroed(n * (len_a + len_b));
     if y.is_empty() {
         return y;
     }

@@ -6,8 +6,8 @@
 //! `Autodiff<Flex>` with f32 tensors (and the crate feature `flex`, on by default) they run
 //! this crate's own kernels instead of Burn's composite ops:
 //!
-//! - stride-1 convolutions as an implicit GEMM over zero-padded planes with AVX-512
-//!   micro-kernels (forward, dx and dW; no im2col), where the CPU has AVX-512; other
+//! - stride-1 convolutions as an implicit GEMM over zero-padded planes with AVX-512 or
+//!   AVX2 + FMA micro-kernels (forward, dx and dW; no im2col), where the CPU has either; other
 //!   convolutions (and other CPUs) as im2col + gemm with a two-gemm backward (Burn's generic
 //!   backward computes the weight gradient as a convolution of batch-swapped tensors);
 //! - GroupNorm with the SiLU fused in, two passes forward and two backward (Burn's version is
@@ -24,6 +24,8 @@
 
 #[cfg(feature = "flex")]
 mod attention;
+#[cfg(feature = "flex")]
+mod buf;
 #[cfg(feature = "flex")]
 mod conv;
 #[cfg(all(feature = "flex", target_arch = "x86_64"))]
@@ -61,9 +63,9 @@ pub fn set_fast_kernels(enabled: bool) {
 /// 0: not read yet, 1: on, 2: off.
 static DIRECT: AtomicU8 = AtomicU8::new(0);
 
-/// Turns the direct (implicit-GEMM, AVX-512) convolution kernels on or off for the whole
+/// Turns the direct (implicit-GEMM, AVX-512 / AVX2) convolution kernels on or off for the whole
 /// process. They are on by default (unless `DDPM_DIRECT_CONV=0`) and serve stride-1
-/// convolutions larger than 1×1 on CPUs with AVX-512; off (or elsewhere) the fast path runs
+/// convolutions larger than 1×1 on CPUs with AVX-512 or AVX2 + FMA; off (or elsewhere) the fast path runs
 /// im2col + gemm. For A/B measurements.
 pub fn set_direct_conv(enabled: bool) {
     DIRECT.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);

@@ -101,7 +101,7 @@ pub(crate) fn group_norm_forward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = g.group_len();
     let blocks = g.n * g.groups;
-    let mut y = vec![0f32; x.len()];
+    let mut y = super::buf::zeroed(x.len());
     let mut stats = vec![(0f32, 0f32); blocks];
     if m == 0 {
         return (y, vec![0.0; blocks], vec![0.0; blocks]);
@@ -233,7 +233,7 @@ pub(crate) fn group_norm_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = g.group_len();
     let cg = g.c / g.groups;
-    let mut dx = vec![0f32; x.len()];
+    let mut dx = super::buf::zeroed(x.len());
     // Per-image partial dγ, dβ: [n, c], reduced over the batch at the end.
     let mut dgamma_part = vec![0f32; g.n * g.c];
     let mut dbeta_part = vec![0f32; g.n * g.c];

@@ -1,0 +1,42 @@
+//! Output buffers of the kernels.
+//!
+//! A kernel's output is allocated on the calling thread before its parallel loop starts, and
+//! `vec![0f32; len]` zeroes it there, on one core, while the rest of the pool waits: in a
+//! `mnist` training step at b64 these serial memsets were ~4% of the CPU time, all of it on the
+//! critical path. [`zeroed`] lets the pool zero large buffers (and take their page faults) in
+//! parallel instead.
+
+use std::mem::MaybeUninit;
+
+use rayon::prelude::*;
+
+/// Floats below which a buffer is zeroed on the calling thread (the pool's hand-off costs more).
+const PAR_MIN: usize = 1 << 15;
+
+/// `len` zeros, written by the rayon pool when `len` is large.
+pub(crate) fn zeroed(len: usize) -> Vec<f32> {
+    if len < PAR_MIN {
+        return vec![0f32; len];
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(len);
+    v.spare_capacity_mut()[..len]
+        .par_chunks_mut(PAR_MIN / 2)
+        .for_each(|chunk| chunk.fill(MaybeUninit::new(0.0)));
+    // SAFETY: the loop above initialised the first `len` elements (the capacity is ≥ len).
+    unsafe { v.set_len(len) };
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zeroed_is_all_zeros_at_every_size() {
+        for len in [0, 1, PAR_MIN - 1, PAR_MIN, PAR_MIN + 7, 5 * PAR_MIN + 3] {
+            let v = zeroed(len);
+            assert_eq!(v.len(), len);
+            assert!(v.iter().all(|&x| x.to_bits() == 0), "len {len}");
+        }
+    }
+}
