@@ -181,7 +181,15 @@ fn resume_refuses_changed_settings_data_and_fewer_steps() {
     image_folder(&data);
     let run = root.join("run");
     let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
-    let base = ["train", "--data", data_s, "--out", run_s, "--sample-every", "0"];
+    let base = [
+        "train",
+        "--data",
+        data_s,
+        "--out",
+        run_s,
+        "--sample-every",
+        "0",
+    ];
     let mut first = base.to_vec();
     first.extend(["--preset", "tiny", "--steps", "2", "--batch-size", "4"]);
     ok(&first);

@@ -193,7 +193,10 @@ fn write_checksums(dir: &Path) -> Result<(), TrainError> {
         if path.is_file() {
             let (bytes, hash) = hash_file(&path).map_err(io(&path))?;
             let name = path.file_name().expect("a file in a directory");
-            digests.insert(name.to_string_lossy().into_owned(), FileDigest { bytes, hash });
+            digests.insert(
+                name.to_string_lossy().into_owned(),
+                FileDigest { bytes, hash },
+            );
         }
     }
     write_json_atomic(&dir.join(CHECKSUMS_FILE), &digests)
@@ -255,21 +258,33 @@ pub(crate) fn verify_checksums(checkpoint: &Path) -> Result<(), DamagedCheckpoin
 pub(crate) fn unreadable(e: &TrainError) -> String {
     match e {
         TrainError::Io { source, .. } => format!("cannot be read: {source}"),
-        TrainError::Json { source, .. } => format!("not valid JSON (damaged or truncated): {source}"),
+        TrainError::Json { source, .. } => {
+            format!("not valid JSON (damaged or truncated): {source}")
+        }
         TrainError::Record { message, .. } => {
-            // Burn prints `Unknown("<decoder error>\nThe internal data format has changed
-            // since version 0.14.0. ...")` (its error's Debug form, newlines escaped).
-            let cut = message
-                .find("\\nThe internal data format")
-                .or_else(|| message.find("\nThe internal data format"))
-                .unwrap_or(message.len());
-            let mut m = message[..cut].trim_end();
-            for prefix in ["Unknown(\"", "DeserializeError(\"", "FileNotFound(\""] {
-                if let Some(rest) = m.strip_prefix(prefix) {
-                    m = rest.strip_suffix("\")").unwrap_or(rest);
-                }
+            // Burn nests the decoder's error in several Debug forms (escaped quotes and
+            // newlines) and appends a hint that the record format changed since Burn 0.14.0,
+            // which misleads for a file that is merely cut short.
+            if ["UnexpectedEof", "UnexpectedEnd"]
+                .iter()
+                .any(|m| message.contains(m))
+            {
+                return "truncated: the file ends before the data it announces".into();
             }
-            format!("cannot be decoded (damaged or truncated): {m}")
+            let cut = message
+                .find("The internal data format")
+                .unwrap_or(message.len());
+            let plain = message[..cut]
+                .replace("\\n", " ")
+                .replace(['\\', '"', '\n'], " ");
+            let short: String = plain
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+                .chars()
+                .take(300)
+                .collect();
+            format!("cannot be decoded (damaged): {short}")
         }
         other => other.to_string(),
     }

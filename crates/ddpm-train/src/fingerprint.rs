@@ -23,7 +23,9 @@ fn hash_block(mut h: u64, bytes: &[u8]) -> u64 {
         h = (h ^ w.wrapping_mul(P2)).rotate_left(31).wrapping_mul(P1);
     }
     for &b in words.remainder() {
-        h = (h ^ u64::from(b).wrapping_mul(P3)).rotate_left(11).wrapping_mul(P1);
+        h = (h ^ u64::from(b).wrapping_mul(P3))
+            .rotate_left(11)
+            .wrapping_mul(P1);
     }
     h ^= bytes.len() as u64;
     h ^= h >> 33;

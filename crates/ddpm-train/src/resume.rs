@@ -25,8 +25,8 @@ use ddpm_unet::Unet;
 use serde_json::Value;
 
 use crate::checkpoint::{
-    DamagedCheckpoint, EMA_RECORD, MODEL_RECORD, OPTIMIZER_RECORD, TRAIN_CONFIG_FILE,
-    TrainState, read_state, record_error, record_path, recorder, unreadable, verify_checksums,
+    DamagedCheckpoint, EMA_RECORD, MODEL_RECORD, OPTIMIZER_RECORD, TRAIN_CONFIG_FILE, TrainState,
+    read_state, record_error, record_path, recorder, unreadable, verify_checksums,
 };
 use crate::error::io;
 use crate::trainer::OptimRecord;
@@ -221,9 +221,18 @@ pub(crate) fn load_checkpoint<B: AutodiffBackend>(
     }
     let rec = recorder();
     let model_path = record_path(ckpt, MODEL_RECORD);
-    let model = match config.unet.init::<B>(device)?.load_file(&model_path, &rec, device) {
+    let model = match config
+        .unet
+        .init::<B>(device)?
+        .load_file(&model_path, &rec, device)
+    {
         Ok(m) => m,
-        Err(e) => return damaged(model_path.clone(), unreadable(&record_error(&model_path, e))),
+        Err(e) => {
+            return damaged(
+                model_path.clone(),
+                unreadable(&record_error(&model_path, e)),
+            );
+        }
     };
     let ema_path = record_path(ckpt, EMA_RECORD);
     let ema = match config
@@ -237,7 +246,12 @@ pub(crate) fn load_checkpoint<B: AutodiffBackend>(
     let optim_path = record_path(ckpt, OPTIMIZER_RECORD);
     let optim: OptimRecord<B> = match Recorder::<B>::load(&rec, optim_path.clone(), device) {
         Ok(r) => r,
-        Err(e) => return damaged(optim_path.clone(), unreadable(&record_error(&optim_path, e))),
+        Err(e) => {
+            return damaged(
+                optim_path.clone(),
+                unreadable(&record_error(&optim_path, e)),
+            );
+        }
     };
     let non_finite = [
         (&model_path, model.find_non_finite()),
@@ -291,7 +305,9 @@ mod tests {
         other.unet = UnetConfig::mnist();
         let err = diff_settings(dir, &saved, &other).unwrap_err();
         match err {
-            TrainError::ResumeMismatch { setting, .. } => assert!(setting.starts_with("unet."), "{setting}"),
+            TrainError::ResumeMismatch { setting, .. } => {
+                assert!(setting.starts_with("unet."), "{setting}")
+            }
             e => panic!("expected ResumeMismatch, got {e}"),
         }
     }

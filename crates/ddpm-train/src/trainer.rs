@@ -153,8 +153,17 @@ impl<B: AutodiffBackend> Trainer<B> {
         let ema = model.valid();
         let fingerprint = DataFingerprint::of(&dataset);
         let data = Self::batches(&config).init(dataset)?;
-        let mut trainer =
-            Self::assemble(config, run_dir, device, model, ema, None, data, 0, fingerprint)?;
+        let mut trainer = Self::assemble(
+            config,
+            run_dir,
+            device,
+            model,
+            ema,
+            None,
+            data,
+            0,
+            fingerprint,
+        )?;
         trainer.removed_temp_dirs = removed;
         Ok(trainer)
     }

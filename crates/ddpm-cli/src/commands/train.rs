@@ -199,7 +199,10 @@ impl OnBackend for TrainArgs {
             )
         };
         for dir in trainer.removed_temp_dirs() {
-            eprintln!("removed {} (left by a killed checkpoint write)", dir.display());
+            eprintln!(
+                "removed {} (left by a killed checkpoint write)",
+                dir.display()
+            );
         }
         let c = trainer.config().clone();
         if trainer.step() >= c.steps {
