@@ -298,7 +298,7 @@ fn temp_dirs_of_killed_checkpoint_writes_are_removed() {
     std::fs::create_dir_all(&live).unwrap();
 
     let t = Trainer::<B>::resume(&dir, dataset(), Some(3), &Default::default()).unwrap();
-    assert_eq!(t.removed_temp_dirs(), [stale.clone()]);
+    assert_eq!(t.removed_temp_dirs(), std::slice::from_ref(&stale));
     assert!(!stale.exists());
     assert!(live.exists());
     drop(t);
@@ -311,7 +311,7 @@ fn temp_dirs_of_killed_checkpoint_writes_are_removed() {
         .join(".tmp-step-00000001-99999999");
     std::fs::create_dir_all(&stale).unwrap();
     let t = Trainer::<B>::new(config(1), &fresh, dataset(), &Default::default()).unwrap();
-    assert_eq!(t.removed_temp_dirs(), [stale.clone()]);
+    assert_eq!(t.removed_temp_dirs(), std::slice::from_ref(&stale));
     assert!(!stale.exists());
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(fresh);
