@@ -170,3 +170,67 @@ fn bad_training_input_is_named() {
     assert!(!out.status.success());
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// `--resume` refuses what it cannot honour, naming it (issue #14 item 6): fewer steps than
+/// the checkpoint's, a changed learning rate, other images of the same count and size.
+#[test]
+fn resume_refuses_changed_settings_data_and_fewer_steps() {
+    let root = tmp("resume-hostile");
+    let data = root.join("images");
+    std::fs::create_dir_all(&data).unwrap();
+    image_folder(&data);
+    let run = root.join("run");
+    let (data_s, run_s) = (data.to_str().unwrap(), run.to_str().unwrap());
+    let base = [
+        "train",
+        "--data",
+        data_s,
+        "--out",
+        run_s,
+        "--sample-every",
+        "0",
+    ];
+    let mut first = base.to_vec();
+    first.extend(["--preset", "tiny", "--steps", "2", "--batch-size", "4"]);
+    ok(&first);
+
+    let fail = |extra: &[&str], needles: &[&str]| {
+        let mut args = base.to_vec();
+        args.push("--resume");
+        args.extend(extra);
+        let out = ddpm(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{args:?}:\n{stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "{args:?}: no {n:?} in\n{stderr}");
+        }
+    };
+    fail(&["--steps", "1"], &["already at step 2", "at least 2"]);
+    fail(
+        &["--steps", "4", "--lr", "5e-3"],
+        &["learning_rate = 0.005", "learning_rate = 0.0002"],
+    );
+    fail(&["--steps", "4", "--batch-size", "8"], &["batch_size = 8"]);
+
+    // Same count and size, one image different.
+    let other = root.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    image_folder(&other);
+    image::RgbImage::from_pixel(16, 16, image::Rgb([255, 255, 255]))
+        .save(other.join("img3.png"))
+        .unwrap();
+    let mut args = vec!["train", "--data", other.to_str().unwrap(), "--out", run_s];
+    args.extend(["--resume", "--steps", "4"]);
+    let out = ddpm(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("training data differ"), "{stderr}");
+    assert!(stderr.contains(other.to_str().unwrap()), "{stderr}");
+
+    // The run's own total: nothing to do, said so.
+    let mut same = base.to_vec();
+    same.extend(["--resume", "--steps", "2"]);
+    let log = ok(&same);
+    assert!(log.contains("nothing to train"), "{log}");
+    let _ = std::fs::remove_dir_all(root);
+}

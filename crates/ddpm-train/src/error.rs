@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use thiserror::Error;
 
+use crate::{DamagedCheckpoint, DataFingerprint};
+
 /// Why a training run, checkpoint or run directory failed.
 #[derive(Debug, Error)]
 #[non_exhaustive]
@@ -65,6 +67,64 @@ pub enum TrainError {
     NoCheckpoint {
         /// The run directory.
         dir: PathBuf,
+    },
+    /// A setting given for a resumed run differs from the run's own and may not change
+    /// mid-run (only [`HONOURED_ON_RESUME`](crate::HONOURED_ON_RESUME) may).
+    #[error(
+        "cannot resume with {setting} = {requested}: the run was started with {setting} = \
+         {saved} ({config_file}), and a resumed run keeps it; resume without the new value, or \
+         start a new run in another directory"
+    )]
+    ResumeMismatch {
+        /// The setting, as named in `train_config.json` (a nested one with dots, e.g.
+        /// `unet.block_out_channels`).
+        setting: String,
+        /// The run's value (JSON).
+        saved: String,
+        /// The value asked for (JSON).
+        requested: String,
+        /// The run's `train_config.json`.
+        config_file: PathBuf,
+    },
+    /// A resume asked for fewer total steps than its checkpoint has already taken.
+    #[error(
+        "cannot resume to {steps} steps: the run is already at step {step} ({checkpoint}); \
+         steps is the run's total, so give at least {step} (e.g. {} to train {steps} more)",
+        step + steps
+    )]
+    StepsBehindCheckpoint {
+        /// The total asked for.
+        steps: usize,
+        /// The checkpoint's step.
+        step: usize,
+        /// The checkpoint resumed from.
+        checkpoint: PathBuf,
+    },
+    /// A resume was given other training data than the run was trained on.
+    #[error(
+        "the training data differ from those the run was trained on: {checkpoint} was \
+         trained on {saved}, the data given now are {found}; resume with the same data (the \
+         same images in the same order), or start a new run in another directory"
+    )]
+    DatasetChanged {
+        /// The checkpoint resumed from.
+        checkpoint: PathBuf,
+        /// The run's data.
+        saved: DataFingerprint,
+        /// The data given now.
+        found: DataFingerprint,
+    },
+    /// Every checkpoint of a run is damaged; nothing was changed on disk.
+    #[error(
+        "no intact checkpoint to resume from in {dir}: {}; the run cannot be continued — \
+         restore the files from a backup, or start a new run in another directory",
+        damaged.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ")
+    )]
+    NoIntactCheckpoint {
+        /// The run directory.
+        dir: PathBuf,
+        /// Each checkpoint, newest first, with its first damaged file.
+        damaged: Vec<DamagedCheckpoint>,
     },
     /// A file could not be read or written.
     #[error("{path}: {source}")]

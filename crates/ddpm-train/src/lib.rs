@@ -6,7 +6,9 @@
 //! the weights ([`ema_update`], decay 0.9999) from which previews are sampled. Checkpoints hold
 //! the raw and EMA weights, the optimizer state, the step and the data position, are written
 //! atomically ([`checkpoint`] module docs give the run directory layout), and a resumed run
-//! reproduces an uninterrupted one bit for bit.
+//! reproduces an uninterrupted one bit for bit. A resume keeps the settings that shape a
+//! training step and the training data (refusing others by name), and continues from the
+//! newest intact checkpoint ([`ResumeReport`]).
 //!
 //! # Example
 //! ```no_run
@@ -29,11 +31,17 @@ mod clip;
 mod config;
 mod ema;
 mod error;
+mod fingerprint;
+mod resume;
 mod trainer;
 
-pub use checkpoint::{TrainState, Weights, is_training_output, latest_checkpoint, load_unet};
+pub use checkpoint::{
+    DamagedCheckpoint, TrainState, Weights, is_training_output, latest_checkpoint, load_unet,
+};
 pub use clip::{clip_global_norm, global_norm};
 pub use config::{EmaWarmup, TrainConfig};
 pub use ema::ema_update;
 pub use error::TrainError;
+pub use fingerprint::DataFingerprint;
+pub use resume::{ChangedSetting, HONOURED_ON_RESUME, ResumeReport};
 pub use trainer::{InferenceBackend, StepStats, TrainEvent, Trainer};

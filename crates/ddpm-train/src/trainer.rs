@@ -31,13 +31,16 @@ use rand::SeedableRng;
 use rand::rngs::ChaCha8Rng;
 
 use crate::checkpoint::{
-    EMA_RECORD, MODEL_RECORD, OPTIMIZER_RECORD, TRAIN_CONFIG_FILE, TrainState, latest_checkpoint,
-    read_state, read_train_config, record_error, recorder, write_checkpoint, write_json_atomic,
+    EMA_RECORD, METRICS_FILE, MODEL_RECORD, OPTIMIZER_RECORD, TRAIN_CONFIG_FILE, TrainState,
+    list_checkpoints, move_aside, read_train_config, record_error, recorder,
+    remove_stale_temp_checkpoints, write_checkpoint, write_json_atomic,
 };
 use crate::error::io;
-use crate::{TrainConfig, TrainError, clip_global_norm, ema_update};
+use crate::resume::{ResumeReport, diff_settings, load_checkpoint, log_resume};
+use crate::{DataFingerprint, TrainConfig, TrainError, clip_global_norm, ema_update};
 
-type Optim<B> = OptimizerAdaptor<Adam, Unet<B>, B>;
+pub(crate) type Optim<B> = OptimizerAdaptor<Adam, Unet<B>, B>;
+pub(crate) type OptimRecord<B> = <Optim<B> as Optimizer<Unet<B>, B>>::Record;
 
 /// What one optimizer step measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -83,6 +86,9 @@ pub struct Trainer<B: AutodiffBackend> {
     data: BatchIter,
     step: usize,
     last_checkpoint: Option<PathBuf>,
+    data_fingerprint: DataFingerprint,
+    resume_report: Option<ResumeReport>,
+    removed_temp_dirs: Vec<PathBuf>,
 }
 
 /// A seed for stream `stream` of step `step` (SplitMix64 over the run seed).
@@ -119,7 +125,9 @@ fn check_data(config: &TrainConfig, data: &Dataset) -> Result<(), TrainError> {
 }
 
 impl<B: AutodiffBackend> Trainer<B> {
-    /// Starts a new run in `run_dir` (created; its `train_config.json` is written).
+    /// Starts a new run in `run_dir` (created; its `train_config.json` is written). Temporary
+    /// checkpoint directories left by a killed run are removed
+    /// ([`Trainer::removed_temp_dirs`]).
     ///
     /// # Errors
     /// An invalid config (naming the field), a dataset that does not fit the model, or I/O.
@@ -133,6 +141,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         check_data(&config, &dataset)?;
         let run_dir = run_dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
+        let removed = remove_stale_temp_checkpoints(&run_dir)?;
         write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
         write_json_atomic(
             &run_dir.join(SCHEDULER_CONFIG_FILE),
@@ -142,58 +151,144 @@ impl<B: AutodiffBackend> Trainer<B> {
             .unet
             .init_seeded::<B>(derive_seed(config.seed, 0, 0), device)?;
         let ema = model.valid();
+        let fingerprint = DataFingerprint::of(&dataset);
         let data = Self::batches(&config).init(dataset)?;
-        Self::assemble(config, run_dir, device, model, ema, None, data, 0)
-    }
-
-    /// Continues the run in `run_dir` from its newest checkpoint, up to `steps` total steps
-    /// (the saved config's count when `None`).
-    ///
-    /// # Errors
-    /// [`TrainError::NoCheckpoint`] when there is none; I/O, JSON and record errors.
-    pub fn resume(
-        run_dir: impl AsRef<Path>,
-        dataset: Arc<Dataset>,
-        steps: Option<usize>,
-        device: &B::Device,
-    ) -> Result<Self, TrainError> {
-        let run_dir = run_dir.as_ref().to_path_buf();
-        let mut config = read_train_config(&run_dir)?;
-        if let Some(steps) = steps {
-            config.steps = steps;
-        }
-        config.validate()?;
-        check_data(&config, &dataset)?;
-        let ckpt = latest_checkpoint(&run_dir)?.ok_or_else(|| TrainError::NoCheckpoint {
-            dir: run_dir.clone(),
-        })?;
-        let state = read_state(&ckpt)?;
-        let rec = recorder();
-        let load = |name: &str| ckpt.join(name);
-        let model = config
-            .unet
-            .init::<B>(device)?
-            .load_file(load(MODEL_RECORD), &rec, device)
-            .map_err(|e| record_error(&load(MODEL_RECORD), e))?;
-        let ema = config
-            .unet
-            .init::<B::InnerBackend>(device)?
-            .load_file(load(EMA_RECORD), &rec, device)
-            .map_err(|e| record_error(&load(EMA_RECORD), e))?;
-        let optim_record = Recorder::<B>::load(&rec, load(OPTIMIZER_RECORD), device)
-            .map_err(|e| record_error(&load(OPTIMIZER_RECORD), e))?;
-        let data = Self::batches(&config).resume(dataset, state.data)?;
         let mut trainer = Self::assemble(
             config,
             run_dir,
             device,
             model,
             ema,
-            Some(optim_record),
+            None,
             data,
-            state.step,
+            0,
+            fingerprint,
+        )?;
+        trainer.removed_temp_dirs = removed;
+        Ok(trainer)
+    }
+
+    /// Continues the run in `run_dir` from its newest intact checkpoint with the run's saved
+    /// settings, up to `steps` total steps (the saved count when `None`). As
+    /// [`Trainer::resume_with_config`] with the saved config and that step count.
+    ///
+    /// # Errors
+    /// As [`Trainer::resume_with_config`].
+    pub fn resume(
+        run_dir: impl AsRef<Path>,
+        dataset: Arc<Dataset>,
+        steps: Option<usize>,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let mut config = read_train_config(run_dir.as_ref())?;
+        if let Some(steps) = steps {
+            config.steps = steps;
+        }
+        Self::resume_with_config(run_dir, dataset, config, device)
+    }
+
+    /// Continues the run in `run_dir` with `config`: the run's saved config with the changes
+    /// asked for. Only the settings in [`HONOURED_ON_RESUME`](crate::HONOURED_ON_RESUME) (step
+    /// count; checkpoint, preview and log cadence) may differ from the saved ones; they are
+    /// written to `train_config.json`. The run continues from its newest intact checkpoint:
+    /// newer ones with a missing, truncated or undecodable file are moved aside to
+    /// `checkpoints/damaged-step-N`. What was found is in [`Trainer::resume_report`] and in a
+    /// `{"event": "resume", ...}` line of `metrics.jsonl`. Temporary checkpoint directories of
+    /// killed runs are removed ([`Trainer::removed_temp_dirs`]).
+    ///
+    /// Nothing in the run directory changes unless the resume succeeds.
+    ///
+    /// # Errors
+    /// - [`TrainError::ResumeMismatch`] naming a setting that may not change, with the saved
+    ///   and the requested value;
+    /// - [`TrainError::StepsBehindCheckpoint`] when `config.steps` is below the checkpoint's
+    ///   step;
+    /// - [`TrainError::DatasetChanged`] when `dataset` is not the data the run was trained on
+    ///   (its [`DataFingerprint`] differs from the one saved in the checkpoint);
+    /// - [`TrainError::NoCheckpoint`] when there is none, [`TrainError::NoIntactCheckpoint`]
+    ///   naming each damaged file when none is intact;
+    /// - I/O and JSON errors naming the file (e.g. a missing `train_config.json`).
+    pub fn resume_with_config(
+        run_dir: impl AsRef<Path>,
+        dataset: Arc<Dataset>,
+        config: TrainConfig,
+        device: &B::Device,
+    ) -> Result<Self, TrainError> {
+        let run_dir = run_dir.as_ref().to_path_buf();
+        let saved = read_train_config(&run_dir)?;
+        let changed = diff_settings(&run_dir, &saved, &config)?;
+        config.validate()?;
+        check_data(&config, &dataset)?;
+        let fingerprint = DataFingerprint::of(&dataset);
+        let checkpoints = list_checkpoints(&run_dir)?;
+        if checkpoints.is_empty() {
+            return Err(TrainError::NoCheckpoint { dir: run_dir });
+        }
+        let mut damaged = Vec::new();
+        let mut found = None;
+        for (_, ckpt) in checkpoints.iter().rev() {
+            match load_checkpoint::<B>(&config, ckpt, device)? {
+                Ok(loaded) => {
+                    found = Some((ckpt.clone(), loaded));
+                    break;
+                }
+                Err(d) => damaged.push(d),
+            }
+        }
+        let Some((ckpt, loaded)) = found else {
+            return Err(TrainError::NoIntactCheckpoint {
+                dir: run_dir,
+                damaged,
+            });
+        };
+        let step = loaded.state.step;
+        if let Some(saved_fp) = loaded.state.data_fingerprint
+            && saved_fp != fingerprint
+        {
+            return Err(TrainError::DatasetChanged {
+                checkpoint: ckpt,
+                saved: saved_fp,
+                found: fingerprint,
+            });
+        }
+        if config.steps < step {
+            return Err(TrainError::StepsBehindCheckpoint {
+                steps: config.steps,
+                step,
+                checkpoint: ckpt,
+            });
+        }
+        let data = Self::batches(&config).resume(dataset, loaded.state.data)?;
+
+        // Every check passed: only now does the run directory change.
+        for d in &mut damaged {
+            d.moved_to = Some(move_aside(&d.checkpoint)?);
+        }
+        let removed = remove_stale_temp_checkpoints(&run_dir)?;
+        if !changed.is_empty() {
+            write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
+        }
+        let report = ResumeReport {
+            checkpoint: ckpt.clone(),
+            step,
+            changed,
+            damaged,
+        };
+        log_resume(&run_dir.join(METRICS_FILE), &report)?;
+        let mut trainer = Self::assemble(
+            config,
+            run_dir,
+            device,
+            loaded.model,
+            loaded.ema,
+            Some(loaded.optim),
+            data,
+            step,
+            fingerprint,
         )?;
         trainer.last_checkpoint = Some(ckpt);
+        trainer.resume_report = Some(report);
+        trainer.removed_temp_dirs = removed;
         Ok(trainer)
     }
 
@@ -209,9 +304,10 @@ impl<B: AutodiffBackend> Trainer<B> {
         device: &B::Device,
         model: Unet<B>,
         ema: Unet<B::InnerBackend>,
-        optim_record: Option<<Optim<B> as Optimizer<Unet<B>, B>>::Record>,
+        optim_record: Option<OptimRecord<B>>,
         data: BatchIter,
         step: usize,
+        data_fingerprint: DataFingerprint,
     ) -> Result<Self, TrainError> {
         let schedule = config.schedule.build()?;
         let forward = ForwardProcess::<B>::new(&schedule, device);
@@ -239,6 +335,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             data,
             step,
             last_checkpoint: None,
+            data_fingerprint,
+            resume_report: None,
+            removed_temp_dirs: Vec::new(),
         })
     }
 
@@ -265,6 +364,22 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// The run directory.
     pub fn run_dir(&self) -> &Path {
         &self.run_dir
+    }
+
+    /// What [`Trainer::resume`] / [`Trainer::resume_with_config`] found: the checkpoint, the
+    /// settings changed, the damaged checkpoints skipped. `None` for a new run.
+    pub fn resume_report(&self) -> Option<&ResumeReport> {
+        self.resume_report.as_ref()
+    }
+
+    /// Temporary checkpoint directories of killed runs that starting this run removed.
+    pub fn removed_temp_dirs(&self) -> &[PathBuf] {
+        &self.removed_temp_dirs
+    }
+
+    /// The fingerprint of the training data, saved in every checkpoint.
+    pub fn data_fingerprint(&self) -> DataFingerprint {
+        self.data_fingerprint
     }
 
     /// One optimizer step over `batch_size` images (in `grad_accumulation` micro-batches).
@@ -355,6 +470,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let state = TrainState {
             step: self.step,
             data: self.data.state(),
+            data_fingerprint: Some(self.data_fingerprint),
         };
         let (model, ema) = (self.model.clone(), self.ema.clone());
         let optim_record = self.optim.to_record();
@@ -434,7 +550,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// # Errors
     /// As [`Trainer::train_step`], [`Trainer::save_checkpoint`], [`Trainer::write_preview`].
     pub fn run(&mut self, mut on_event: impl FnMut(TrainEvent)) -> Result<(), TrainError> {
-        let metrics_path = self.run_dir.join("metrics.jsonl");
+        let metrics_path = self.run_dir.join(METRICS_FILE);
         let mut window = (Instant::now(), 0usize);
         while self.step < self.config.steps {
             let stats = self.train_step()?;

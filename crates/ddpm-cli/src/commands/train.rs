@@ -23,16 +23,20 @@ pub struct TrainArgs {
     /// or `cifar10:<dir>`. The repository bundles MNIST in `data/mnist`.
     #[arg(long)]
     data: String,
-    /// Model preset: ddpm-cifar10, ddpm-256, mnist, mnist-small, tiny (ignored with --config or --resume).
-    #[arg(long, default_value = "mnist")]
-    preset: String,
+    /// Model preset: ddpm-cifar10, ddpm-256, mnist, mnist-small, tiny [default: mnist]
+    /// (ignored with --config; with --resume it must be the run's).
+    #[arg(long)]
+    preset: Option<String>,
     /// A full training config (JSON, as saved in a run's train_config.json); flags override it.
+    /// With --resume, only steps and the checkpoint/preview/log cadence may differ from the
+    /// run's.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Run directory (config, checkpoints, samples, metrics).
     #[arg(long)]
     out: PathBuf,
-    /// Total optimizer steps (with --resume: continue up to this total).
+    /// Total optimizer steps (with --resume: continue up to this total, at least the
+    /// checkpoint's step).
     #[arg(long)]
     steps: Option<usize>,
     /// Images per optimizer step [paper: 128].
@@ -65,7 +69,9 @@ pub struct TrainArgs {
     /// Log every N steps [default: 100, or steps/10 for shorter runs].
     #[arg(long)]
     log_every: Option<usize>,
-    /// Continue the run in --out from its newest checkpoint.
+    /// Continue the run in --out from its newest intact checkpoint. Settings that change a
+    /// training step (batch size, lr, warmup, EMA, flips, seed, preset) and the data must be
+    /// the run's; --steps, --checkpoint-every, --sample-every and --log-every may change.
     #[arg(long)]
     resume: bool,
     /// Skip unreadable images in a folder (they are counted and listed).
@@ -83,13 +89,39 @@ pub fn run(args: TrainArgs) -> Result<()> {
 }
 
 impl TrainArgs {
+    /// The config of a new run: `--config` or `--preset`, then the flags.
     fn config(&self) -> Result<TrainConfig> {
         let mut c = match &self.config {
-            Some(path) => TrainConfig::load(path)
-                .map_err(|e| anyhow::anyhow!("{e}"))
-                .with_context(|| format!("reading training config {}", path.display()))?,
-            None => TrainConfig::new(UnetConfig::preset(&self.preset)?),
+            Some(path) => load_config(path)?,
+            None => TrainConfig::new(UnetConfig::preset(
+                self.preset.as_deref().unwrap_or("mnist"),
+            )?),
         };
+        self.apply_flags(&mut c);
+        c.log_every = self
+            .log_every
+            .unwrap_or_else(|| c.log_every.min((c.steps / 10).max(1)));
+        Ok(c)
+    }
+
+    /// The config a resume asks for: the run's saved one (or `--config`), with `--preset` and
+    /// the flags given; the library refuses what may not change.
+    fn resume_config(&self, saved: &TrainConfig) -> Result<TrainConfig> {
+        let mut c = match &self.config {
+            Some(path) => load_config(path)?,
+            None => saved.clone(),
+        };
+        if let (None, Some(preset)) = (&self.config, &self.preset) {
+            c.unet = UnetConfig::preset(preset)?;
+        }
+        self.apply_flags(&mut c);
+        if let Some(v) = self.log_every {
+            c.log_every = v;
+        }
+        Ok(c)
+    }
+
+    fn apply_flags(&self, c: &mut TrainConfig) {
         if let Some(v) = self.steps {
             c.steps = v;
         }
@@ -120,11 +152,13 @@ impl TrainArgs {
         if let Some(v) = self.sample_every {
             c.sample_every = v;
         }
-        c.log_every = self
-            .log_every
-            .unwrap_or_else(|| c.log_every.min((c.steps / 10).max(1)));
-        Ok(c)
     }
+}
+
+fn load_config(path: &std::path::Path) -> Result<TrainConfig> {
+    TrainConfig::load(path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .with_context(|| format!("reading training config {}", path.display()))
 }
 
 impl OnBackend for TrainArgs {
@@ -134,8 +168,18 @@ impl OnBackend for TrainArgs {
         let spec: DataSpec = self.data.parse().context("--data")?;
         let (mut trainer, unet) = if self.resume {
             let saved = ddpm_train::checkpoint::read_train_config(&self.out)?;
+            let requested = self.resume_config(&saved)?;
             let data = open(&spec, &saved.unet, self.skip_bad)?;
-            let t = Trainer::<Autodiff<B>>::resume(&self.out, data, self.steps, &device)?;
+            let t = Trainer::<Autodiff<B>>::resume_with_config(&self.out, data, requested, &device)
+                .with_context(|| format!("resuming {} with --data {spec}", self.out.display()))?;
+            if let Some(report) = t.resume_report() {
+                for d in &report.damaged {
+                    eprintln!("warning: skipped damaged checkpoint {d}");
+                }
+                for c in &report.changed {
+                    eprintln!("changed {c} (saved in train_config.json)");
+                }
+            }
             eprintln!("resuming {} at step {}", self.out.display(), t.step());
             (t, saved.unet)
         } else {
@@ -154,7 +198,23 @@ impl OnBackend for TrainArgs {
                 unet,
             )
         };
+        for dir in trainer.removed_temp_dirs() {
+            eprintln!(
+                "removed {} (left by a killed checkpoint write)",
+                dir.display()
+            );
+        }
         let c = trainer.config().clone();
+        if trainer.step() >= c.steps {
+            eprintln!(
+                "{} is already at step {} of {}; nothing to train (pass a larger --steps to \
+                 continue)",
+                self.out.display(),
+                trainer.step(),
+                c.steps
+            );
+            return Ok(());
+        }
         eprintln!(
             "training {} parameters for {} steps (batch {}, lr {}, T = {}) into {}",
             unet.num_params(),
