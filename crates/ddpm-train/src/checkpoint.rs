@@ -25,6 +25,7 @@
 use std::path::{Path, PathBuf};
 
 use ddpm_data::BatchIterState;
+use ddpm_io::DirLock;
 use ddpm_schedule::DiffusersSchedulerConfig;
 use ddpm_unet::UnetConfig;
 use serde::{Deserialize, Serialize};
@@ -291,19 +292,22 @@ pub(crate) fn unreadable(e: &TrainError) -> String {
 }
 
 /// Removes the temporary directories (`checkpoints/.tmp-step-N-<pid>`) that checkpoint writes
-/// of processes no longer running left behind (a run killed while writing a checkpoint), and
-/// returns them. Directories of running processes (this one included) are kept.
-///
-/// NOTE: whether a process runs is read from `/proc`; where there is no `/proc` (not Linux),
-/// only directories without a readable process id are removed.
+/// of other processes left behind (a run killed while writing a checkpoint), and returns them.
+/// Holding the run directory's lock proves that no other process is writing a checkpoint
+/// there, so every one of them is stale, whatever its process id (a pid may have been reused
+/// by an unrelated process since); this process's own are kept.
 ///
 /// # Errors
 /// I/O errors naming the directory that could not be listed or removed.
-pub fn remove_stale_temp_checkpoints(run_dir: &Path) -> Result<Vec<PathBuf>, TrainError> {
+pub fn remove_stale_temp_checkpoints(
+    run_dir: &Path,
+    _held: &DirLock,
+) -> Result<Vec<PathBuf>, TrainError> {
     let dir = run_dir.join(CHECKPOINTS_DIR);
     if !dir.is_dir() {
         return Ok(Vec::new());
     }
+    let own = std::process::id().to_string();
     let mut removed = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
         let entry = entry.map_err(io(&dir))?;
@@ -311,29 +315,15 @@ pub fn remove_stale_temp_checkpoints(run_dir: &Path) -> Result<Vec<PathBuf>, Tra
         let Some(rest) = name.strip_prefix(CHECKPOINT_TEMP_PREFIX) else {
             continue;
         };
-        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
-        let stale = match pid {
-            None => true,
-            Some(pid) if pid == std::process::id() => false,
-            Some(pid) => process_is_running(pid) == Some(false),
-        };
-        if stale {
-            let path = entry.path();
-            std::fs::remove_dir_all(&path).map_err(io(&path))?;
-            removed.push(path);
+        if rest.rsplit('-').next() == Some(own.as_str()) {
+            continue;
         }
+        let path = entry.path();
+        std::fs::remove_dir_all(&path).map_err(io(&path))?;
+        removed.push(path);
     }
     removed.sort();
     Ok(removed)
-}
-
-/// Whether process `pid` exists: `Some` where `/proc` tells, `None` where it cannot be known.
-fn process_is_running(pid: u32) -> Option<bool> {
-    let proc = Path::new("/proc");
-    if !proc.join("self").exists() {
-        return None;
-    }
-    Some(proc.join(pid.to_string()).exists())
 }
 
 /// Moves a damaged checkpoint `checkpoints/step-N` aside to `checkpoints/damaged-step-N`

@@ -152,6 +152,10 @@ pub enum TrainError {
         /// Burn's message.
         message: String,
     },
+    /// The run directory is locked by another trainer (another process, or another
+    /// [`Trainer`](crate::Trainer) in this one), or its lock file cannot be created.
+    #[error(transparent)]
+    Lock(#[from] ddpm_io::LockError),
     /// A model directory could not be read, or a preview image could not be written (naming
     /// the file).
     #[error(transparent)]

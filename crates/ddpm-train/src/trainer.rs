@@ -21,6 +21,7 @@ use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
 use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
 use ddpm_forward::ForwardProcess;
+use ddpm_io::DirLock;
 use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepDistribution, UniformTimesteps};
 use ddpm_pipeline::images;
 use ddpm_pipeline::layout::{LATEST_PREVIEW_FILE, SCHEDULER_CONFIG_FILE, preview_path};
@@ -89,6 +90,9 @@ pub struct Trainer<B: AutodiffBackend> {
     data_fingerprint: DataFingerprint,
     resume_report: Option<ResumeReport>,
     removed_temp_dirs: Vec<PathBuf>,
+    /// The run directory's exclusive lock, held as long as the trainer lives (the OS releases
+    /// it when the process dies, so a killed run leaves no stale lock).
+    _lock: DirLock,
 }
 
 /// A seed for stream `stream` of step `step` (SplitMix64 over the run seed).
@@ -129,8 +133,13 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// checkpoint directories left by a killed run are removed
     /// ([`Trainer::removed_temp_dirs`]).
     ///
+    /// The trainer holds an exclusive lock on `run_dir` (`<run_dir>/.lock`) for as long as it
+    /// lives, so a second trainer on the same directory is refused instead of interleaving
+    /// its metrics and overwriting the first one's checkpoints.
+    ///
     /// # Errors
-    /// An invalid config (naming the field), a dataset that does not fit the model, or I/O.
+    /// An invalid config (naming the field), a dataset that does not fit the model,
+    /// [`TrainError::Lock`] when another trainer holds the run directory, or I/O.
     pub fn new(
         config: TrainConfig,
         run_dir: impl AsRef<Path>,
@@ -141,7 +150,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         check_data(&config, &dataset)?;
         let run_dir = run_dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&run_dir).map_err(io(&run_dir))?;
-        let removed = remove_stale_temp_checkpoints(&run_dir)?;
+        let lock = DirLock::acquire(&run_dir)?;
+        let removed = remove_stale_temp_checkpoints(&run_dir, &lock)?;
         write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
         write_json_atomic(
             &run_dir.join(SCHEDULER_CONFIG_FILE),
@@ -163,6 +173,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             data,
             0,
             fingerprint,
+            lock,
         )?;
         trainer.removed_temp_dirs = removed;
         Ok(trainer)
@@ -207,6 +218,8 @@ impl<B: AutodiffBackend> Trainer<B> {
     ///   (its [`DataFingerprint`] differs from the one saved in the checkpoint);
     /// - [`TrainError::NoCheckpoint`] when there is none, [`TrainError::NoIntactCheckpoint`]
     ///   naming each damaged file when none is intact;
+    /// - [`TrainError::Lock`] when another trainer holds the run directory (see
+    ///   [`Trainer::new`]);
     /// - I/O and JSON errors naming the file (e.g. a missing `train_config.json`).
     pub fn resume_with_config(
         run_dir: impl AsRef<Path>,
@@ -216,6 +229,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     ) -> Result<Self, TrainError> {
         let run_dir = run_dir.as_ref().to_path_buf();
         let saved = read_train_config(&run_dir)?;
+        let lock = DirLock::acquire(&run_dir)?;
         let changed = diff_settings(&run_dir, &saved, &config)?;
         config.validate()?;
         check_data(&config, &dataset)?;
@@ -264,7 +278,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         for d in &mut damaged {
             d.moved_to = Some(move_aside(&d.checkpoint)?);
         }
-        let removed = remove_stale_temp_checkpoints(&run_dir)?;
+        let removed = remove_stale_temp_checkpoints(&run_dir, &lock)?;
         if !changed.is_empty() {
             write_json_atomic(&run_dir.join(TRAIN_CONFIG_FILE), &config)?;
         }
@@ -285,6 +299,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             data,
             step,
             fingerprint,
+            lock,
         )?;
         trainer.last_checkpoint = Some(ckpt);
         trainer.resume_report = Some(report);
@@ -308,6 +323,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         data: BatchIter,
         step: usize,
         data_fingerprint: DataFingerprint,
+        lock: DirLock,
     ) -> Result<Self, TrainError> {
         let schedule = config.schedule.build()?;
         let forward = ForwardProcess::<B>::new(&schedule, device);
@@ -338,6 +354,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             data_fingerprint,
             resume_report: None,
             removed_temp_dirs: Vec::new(),
+            _lock: lock,
         })
     }
 

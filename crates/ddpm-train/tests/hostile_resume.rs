@@ -293,13 +293,17 @@ fn temp_dirs_of_killed_checkpoint_writes_are_removed() {
     let stale = ckpts.join(".tmp-step-00000003-99999999");
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("model.bin"), b"half a record").unwrap();
+    // A pid that is running now (init): reused since the write was killed. The run
+    // directory's lock says no other trainer writes here, so this one is stale too.
+    let reused = ckpts.join(".tmp-step-00000002-1");
+    std::fs::create_dir_all(&reused).unwrap();
     // This process is running: a write of its own is left alone.
     let live = ckpts.join(format!(".tmp-step-00000004-{}", std::process::id()));
     std::fs::create_dir_all(&live).unwrap();
 
     let t = Trainer::<B>::resume(&dir, dataset(), Some(3), &Default::default()).unwrap();
-    assert_eq!(t.removed_temp_dirs(), std::slice::from_ref(&stale));
-    assert!(!stale.exists());
+    assert_eq!(t.removed_temp_dirs(), [reused.clone(), stale.clone()]);
+    assert!(!stale.exists() && !reused.exists());
     assert!(live.exists());
     drop(t);
     std::fs::remove_dir_all(&live).unwrap();
@@ -315,4 +319,47 @@ fn temp_dirs_of_killed_checkpoint_writes_are_removed() {
     assert!(!stale.exists());
     let _ = std::fs::remove_dir_all(dir);
     let _ = std::fs::remove_dir_all(fresh);
+}
+
+/// Before (issue #14 item 3): two trainers on one run directory both ran; `metrics.jsonl`
+/// interleaved both runs and each overwrote the other's checkpoints. Now the second is refused
+/// naming the lock, both for a new run and for a resume, and the directory is free again once
+/// the first trainer is dropped (or its process dies: the lock is the OS's).
+#[test]
+fn a_second_trainer_on_a_locked_run_directory_is_refused() {
+    let dir = tmp_dir("hostile-lock");
+    let first = Trainer::<B>::new(config(2), &dir, dataset(), &Default::default()).unwrap();
+    let held = |r: Result<Trainer<B>, TrainError>| match r {
+        Err(TrainError::Lock(ddpm_io::LockError::Held { dir: d, lock_file })) => {
+            assert_eq!(d, dir);
+            assert!(lock_file.ends_with(".lock"), "{}", lock_file.display());
+        }
+        Err(e) => panic!("expected the lock error, got: {e}"),
+        Ok(_) => panic!("a second trainer ran on a locked run directory"),
+    };
+    held(Trainer::<B>::new(
+        config(2),
+        &dir,
+        dataset(),
+        &Default::default(),
+    ));
+    let mut first = first;
+    first.train_step().unwrap();
+    first.save_checkpoint().unwrap();
+    held(Trainer::<B>::resume(
+        &dir,
+        dataset(),
+        None,
+        &Default::default(),
+    ));
+    let message = Trainer::<B>::resume(&dir, dataset(), None, &Default::default())
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(message.contains("in use by another process"), "{message}");
+    drop(first);
+    let resumed = Trainer::<B>::resume(&dir, dataset(), None, &Default::default()).unwrap();
+    assert_eq!(resumed.step(), 1);
+    drop(resumed);
+    let _ = std::fs::remove_dir_all(dir);
 }
