@@ -71,8 +71,11 @@ fn model_copy(dir: &Path) -> PathBuf {
     model
 }
 
-/// Rewrites the model's weights with `encode(key, f32 tensor) -> (dtype, bytes)` per tensor.
-fn reencode(model: &Path, encode: &dyn Fn(&str, TensorData) -> (safetensors::Dtype, Vec<u8>)) {
+/// `encode(key, f32 tensor) -> (dtype, bytes)`: how [`reencode`] writes each tensor.
+type Encode<'a> = &'a dyn Fn(&str, TensorData) -> (safetensors::Dtype, Vec<u8>);
+
+/// Rewrites the model's weights with `encode` per tensor.
+fn reencode(model: &Path, encode: Encode<'_>) {
     let bytes = std::fs::read(model.join(WEIGHTS)).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let mut tensors = Vec::new();

@@ -21,9 +21,11 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-/// Writes the tiny fixture's model into `dir` with each tensor re-encoded by `encode`, which
-/// returns the raw bytes and the safetensors dtype name.
-fn reencode(dir: &Path, encode: &dyn Fn(&str, TensorData) -> (Vec<u8>, &'static str)) {
+/// `encode(key, f32 tensor) -> (raw bytes, safetensors dtype name)`.
+type Encode<'a> = &'a dyn Fn(&str, TensorData) -> (Vec<u8>, &'static str);
+
+/// Writes the tiny fixture's model into `dir` with each tensor re-encoded by `encode`.
+fn reencode(dir: &Path, encode: Encode<'_>) {
     std::fs::copy(
         fixture("unet_tiny").join(DIFFUSERS_CONFIG),
         dir.join(DIFFUSERS_CONFIG),
