@@ -6,6 +6,7 @@
 mod alloc;
 mod backend;
 mod commands;
+mod output;
 mod plot;
 
 use clap::{Parser, Subcommand};
@@ -40,9 +41,13 @@ fn main() -> std::process::ExitCode {
     alloc::keep_freed_memory();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // `ddpm schedule | head -1`: the reader has what it wanted.
+        Err(err) if err.downcast_ref::<output::StdoutClosed>().is_some() => {
+            std::process::ExitCode::SUCCESS
+        }
         Err(err) => {
             // `{:#}` prints the whole cause chain on one line: "context: cause: root cause".
-            eprintln!("error: {err:#}");
+            output::note!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -13,6 +13,13 @@ pub enum WriteError {
         /// The target path.
         path: PathBuf,
     },
+    /// A path that must be a directory (an output directory, or the parent of an output
+    /// file) exists and is something else, e.g. a regular file.
+    #[error("cannot use {path} as a directory: it exists and is not a directory")]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
     /// An I/O operation failed (creating, writing, syncing or renaming the temporary file).
     #[error("writing {path} failed while {stage}: {source}")]
     Io {

@@ -68,6 +68,23 @@ pub enum PipelineError {
         /// What is accepted.
         expected: &'static str,
     },
+    /// More samples than fit in memory at once: refused before anything is allocated.
+    #[error(
+        "{n} samples of shape {sample_shape:?} are {values} values, beyond the limit of {max} \
+         (4 GiB of f32); draw at most {max_samples} per run"
+    )]
+    TooManySamples {
+        /// The number of samples asked for.
+        n: usize,
+        /// `[C, H, W]` of one sample.
+        sample_shape: [usize; 3],
+        /// n·C·H·W.
+        values: u128,
+        /// The limit ([`crate::MAX_SAMPLE_VALUES`]).
+        max: usize,
+        /// How many samples of this shape fit under the limit.
+        max_samples: usize,
+    },
     /// The U-Net's output channels do not fit the sampler's variance type.
     #[error(
         "the U-Net outputs {found} channels for {channels} input channels, but the {sampler} \

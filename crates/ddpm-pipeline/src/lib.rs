@@ -41,4 +41,4 @@ pub use error::PipelineError;
 pub use layout::{ModelDir, ModelLayout, Weights};
 pub use pipeline::{Pipeline, SchedulerSource};
 pub use samples::{SAMPLES_KEY, Samples};
-pub use sampling::{Plan, Preview, Progress, Sampling, step_noise_seed};
+pub use sampling::{MAX_SAMPLE_VALUES, Plan, Preview, Progress, Sampling, step_noise_seed};

@@ -23,6 +23,10 @@ use ddpm_schedule::TimestepSpacing;
 
 use crate::{Pipeline, PipelineError, SamplerKind, SamplerOverrides, Samples};
 
+/// The most values (N·C·H·W) one sampling run draws: 2³⁰, 4 GiB of f32 for x_T (and as much
+/// again for the samples). More is refused by [`Sampling::plan`] before anything is allocated.
+pub const MAX_SAMPLE_VALUES: usize = 1 << 30;
+
 /// Where one step of a sampling run stands (given to [`Sampling::on_progress`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Progress {
@@ -268,7 +272,8 @@ impl<'a, B: Backend> Sampling<'a, B> {
     /// the model.
     ///
     /// # Errors
-    /// [`PipelineError::InvalidArgument`] for n = 0 or a batch size of 0; sampler errors
+    /// [`PipelineError::InvalidArgument`] for n = 0 or a batch size of 0;
+    /// [`PipelineError::TooManySamples`] beyond [`MAX_SAMPLE_VALUES`]; sampler errors
     /// naming the setting (steps > T, η < 0, η with a sampler other than DDIM...);
     /// [`PipelineError::OutputChannels`] when the U-Net does not fit the variance type;
     /// [`PipelineError::InputShape`] for x_T or replayed noise of the wrong shape.
@@ -304,6 +309,17 @@ impl<'a, B: Backend> Sampling<'a, B> {
                 expected: c * factor,
                 sampler: sampler.name(),
                 variance_type: config.variance_type.diffusers_name(),
+            });
+        }
+        // In u128: n is any usize, and C·H·W is bounded by the U-Net config's limits (< 2⁶⁴).
+        let values = [n, c, h, w].iter().map(|&d| d as u128).product::<u128>();
+        if values > MAX_SAMPLE_VALUES as u128 {
+            return Err(PipelineError::TooManySamples {
+                n,
+                sample_shape: [c, h, w],
+                values,
+                max: MAX_SAMPLE_VALUES,
+                max_samples: MAX_SAMPLE_VALUES / (c * h * w).max(1),
             });
         }
         let shape = [n, c, h, w];

@@ -12,8 +12,9 @@ use crate::PipelineError;
 /// `preferred` that the file holds, else the file's only tensor. F32 and F64 are accepted.
 ///
 /// # Errors
-/// [`PipelineError::Io`] for an unreadable file, [`PipelineError::TensorFile`] for a file that
-/// is not safetensors, holds several tensors none of which is preferred, or another dtype.
+/// [`PipelineError::Io`] for an unreadable file, [`PipelineError::Import`] naming a truncated
+/// file with both sizes, [`PipelineError::TensorFile`] for a file that is not safetensors,
+/// holds several tensors none of which is preferred, or another dtype.
 pub fn read_tensor(
     path: impl AsRef<Path>,
     preferred: &[&str],
@@ -24,8 +25,16 @@ pub fn read_tensor(
         message,
     };
     let bytes = std::fs::read(path).map_err(crate::error::io(path))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| bad(format!("not a safetensors file ({e})")))?;
+    let st = match SafeTensors::deserialize(&bytes) {
+        Ok(st) => st,
+        // A file cut short is named as truncated, with both sizes.
+        Err(e) => match ddpm_unet::check_safetensors_file(path) {
+            Err(truncated @ ddpm_unet::ImportError::Truncated { .. }) => {
+                return Err(truncated.into());
+            }
+            _ => return Err(bad(format!("not a safetensors file ({e})"))),
+        },
+    };
     let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
     names.sort();
     let name = match preferred.iter().find(|p| names.iter().any(|n| n == *p)) {
@@ -131,6 +140,10 @@ mod tests {
         assert_eq!(back.into_data(), x.into_data());
         let e = load_tensor::<Flex, 4>(&path, &[], &device).unwrap_err();
         assert!(e.to_string().contains("expected 4 dimensions"), "{e}");
+        let whole = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() / 2]).unwrap();
+        let e = read_tensor(&path, &[]).unwrap_err();
+        assert!(e.to_string().contains("x.safetensors is truncated"), "{e}");
         std::fs::write(&path, b"not safetensors").unwrap();
         let e = read_tensor(&path, &[]).unwrap_err();
         assert!(e.to_string().contains("x.safetensors"), "{e}");

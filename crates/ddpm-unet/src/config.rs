@@ -30,6 +30,19 @@ impl BlockType {
     }
 }
 
+/// Largest accepted channel count (`in_channels`, `out_channels`, `time_embedding_dim`;
+/// `block_out_channels` entries get a quarter of it, since the time MLP is 4× the first).
+const MAX_CHANNELS: usize = 1 << 16;
+/// Largest accepted number of resolution levels.
+const MAX_LEVELS: usize = 16;
+/// Largest accepted `layers_per_block`.
+const MAX_LAYERS_PER_BLOCK: usize = 64;
+/// Largest accepted `sample_size`.
+const MAX_SAMPLE_SIZE: usize = 1 << 14;
+/// Largest accepted parameter count: 4·10⁹ (16 GB in f32; google/ddpm-ema-church-256 has
+/// 1.1·10⁸).
+pub const MAX_PARAMS: usize = 4_000_000_000;
+
 /// Configuration of the DDPM noise predictor ε_θ(x_t, t).
 ///
 /// Mirrors diffusers' `UNet2DModel` config (see [`DiffusersUnetConfig`](crate::DiffusersUnetConfig)
@@ -295,7 +308,9 @@ impl UnetConfig {
     ///
     /// The first violated constraint, naming the field: zero sizes, list lengths, channels not
     /// divisible by `norm_num_groups` or `attention_head_dim`, ε or dropout out of range, a
-    /// `sample_size` whose path would not line up with the skip connections.
+    /// `sample_size` whose path would not line up with the skip connections;
+    /// [`UnetError::TooLarge`] for sizes no DDPM U-Net uses (more than [`MAX_PARAMS`]
+    /// parameters, a channel count above 2¹⁶, ...), checked before anything is allocated.
     pub fn validate(&self) -> Result<(), UnetError> {
         let zero = |field: &str| UnetError::Zero {
             field: field.to_string(),
@@ -322,6 +337,7 @@ impl UnetConfig {
         if self.time_embedding_dim == Some(0) {
             return Err(zero("time_embedding_dim"));
         }
+        self.check_sizes()?;
         if self.attention_head_dim == Some(0) {
             return Err(zero("attention_head_dim"));
         }
@@ -397,7 +413,82 @@ impl UnetConfig {
                 expected: "a finite value other than block_out_channels[0] / 2",
             });
         }
-        self.level_sizes(self.sample_size).map(|_| ())
+        self.level_sizes(self.sample_size)?;
+        let params = self.num_params();
+        if params > MAX_PARAMS {
+            return Err(UnetError::TooLarge {
+                field: "parameters".into(),
+                value: params,
+                max: MAX_PARAMS,
+                reason: "16 GB of f32 weights; the largest DDPM U-Nets have ~10^8",
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuses sizes no DDPM U-Net uses (before anything multiplies them), so that
+    /// [`UnetConfig::num_params`] cannot overflow and an absurd config never reaches the
+    /// allocator.
+    fn check_sizes(&self) -> Result<(), UnetError> {
+        let too_large = |field: String, value: usize, max: usize, reason: &'static str| {
+            (value > max).then_some(UnetError::TooLarge {
+                field,
+                value,
+                max,
+                reason,
+            })
+        };
+        let channels = "channel counts of DDPM U-Nets are at most a few thousand";
+        let mut checks = vec![
+            too_large(
+                "block_out_channels (levels)".into(),
+                self.num_levels(),
+                MAX_LEVELS,
+                "each level halves the resolution",
+            ),
+            too_large(
+                "sample_size".into(),
+                self.sample_size,
+                MAX_SAMPLE_SIZE,
+                "DDPM models are trained at up to 1024x1024",
+            ),
+            too_large(
+                "layers_per_block".into(),
+                self.layers_per_block,
+                MAX_LAYERS_PER_BLOCK,
+                "DDPM U-Nets use 1 to 3",
+            ),
+            too_large(
+                "in_channels".into(),
+                self.in_channels,
+                MAX_CHANNELS,
+                channels,
+            ),
+            too_large(
+                "out_channels".into(),
+                self.out_channels,
+                MAX_CHANNELS,
+                channels,
+            ),
+            too_large(
+                "time_embedding_dim".into(),
+                self.time_embedding_dim.unwrap_or(0),
+                MAX_CHANNELS,
+                channels,
+            ),
+        ];
+        for (i, &c) in self.block_out_channels.iter().enumerate() {
+            checks.push(too_large(
+                format!("block_out_channels[{i}]"),
+                c,
+                MAX_CHANNELS / 4,
+                channels,
+            ));
+        }
+        match checks.into_iter().flatten().next() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
     }
 
     /// Number of parameters of each top-level block, in diffusers' names and order:

@@ -75,6 +75,19 @@ pub enum UnetError {
         /// The allowed range, in words.
         expected: &'static str,
     },
+    /// A size beyond what any DDPM U-Net uses: refused before allocating, so an absurd config
+    /// fails with a message instead of aborting the process on allocation.
+    #[error("`{field}` = {value} exceeds the limit of {max} ({reason})")]
+    TooLarge {
+        /// The config field, or `parameters` for the total count.
+        field: String,
+        /// Its value.
+        value: usize,
+        /// The largest accepted value.
+        max: usize,
+        /// Why the limit exists, in words.
+        reason: &'static str,
+    },
     /// A preset name the CLI does not know.
     #[error("unknown U-Net preset `{name}`; expected one of: {known}")]
     UnknownPreset {
@@ -122,6 +135,59 @@ pub enum ImportError {
         /// The cause.
         #[source]
         source: serde_json::Error,
+    },
+    /// A config file holds valid JSON that is not an object (e.g. `[]` or `null`): read as
+    /// diffusers' defaults it would describe another model.
+    #[error("{path}: expected a JSON object of config keys, found {found}")]
+    NotAnObject {
+        /// The file.
+        path: PathBuf,
+        /// What the file holds instead ("an array", "null", ...).
+        found: &'static str,
+    },
+    /// A safetensors weights file is shorter than its header says: cut off by an interrupted
+    /// download or copy.
+    #[error(
+        "{path} is truncated: it has {actual} bytes, but its header needs at least {expected} \
+         (an interrupted download or copy?)"
+    )]
+    Truncated {
+        /// The file.
+        path: PathBuf,
+        /// The size the header implies (a lower bound when the header itself is cut off).
+        expected: u64,
+        /// The file's size.
+        actual: u64,
+    },
+    /// A weights file that is not in the safetensors format its name claims.
+    #[error("{path} is not a valid safetensors file: {reason}")]
+    InvalidSafetensors {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, in words.
+        reason: String,
+    },
+    /// burn-store could not read a weights file (a damaged or foreign file).
+    #[error("cannot read weights {path}: {message}")]
+    Read {
+        /// The weights file.
+        path: PathBuf,
+        /// The reader's description.
+        message: String,
+    },
+    /// A weight tensor stored with an integer or boolean dtype: U-Net weights are floating
+    /// point (f32, or f16/bf16/f64, converted at load).
+    #[error(
+        "tensor `{key}` in {path} has dtype {dtype}; U-Net weights must be floating point \
+         (F32, F16, BF16 or F64)"
+    )]
+    UnsupportedDtype {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The tensor, in diffusers naming.
+        key: String,
+        /// Its dtype as the file names it (`I32`, `BOOL`, ...).
+        dtype: String,
     },
     /// A diffusers `config.json` uses a feature this U-Net does not implement.
     #[error("unsupported diffusers config: `{field}` = {value} (supported: {supported})")]

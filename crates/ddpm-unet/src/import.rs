@@ -10,10 +10,13 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn_store::{
-    ApplyError, ApplyResult, BurnpackStore, KeyRemapper, ModuleSnapshot, PyTorchToBurnAdapter,
-    SafetensorsStore,
+    ApplyError, ApplyResult, BurnpackStore, KeyRemapper, ModuleAdapter, ModuleSnapshot,
+    PyTorchToBurnAdapter, SafetensorsStore,
 };
+use serde::de::DeserializeOwned;
 
+use crate::safetensors_file::check_safetensors_file;
+use crate::weight_dtype::{ToComputeDtype, dtype_name};
 use crate::{DiffusersUnetConfig, ImportError, Unet, UnetConfig};
 
 /// diffusers' config file name.
@@ -73,13 +76,36 @@ pub(crate) fn read_to_string(path: &Path) -> Result<String, ImportError> {
     })
 }
 
+/// Parses a JSON config file that must hold an object: any other JSON value (`[]`, `null`, a
+/// number) is refused by name rather than read as a config of defaults.
+pub(crate) fn parse_config_object<T: DeserializeOwned>(file: &Path) -> Result<T, ImportError> {
+    let text = read_to_string(file)?;
+    let json = |source| ImportError::Json {
+        path: file.to_path_buf(),
+        source,
+    };
+    let found = match serde_json::from_str::<serde_json::Value>(&text).map_err(json)? {
+        serde_json::Value::Object(_) => return serde_json::from_str(&text).map_err(json),
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+    };
+    Err(ImportError::NotAnObject {
+        path: file.to_path_buf(),
+        found,
+    })
+}
+
 /// Reads a diffusers `config.json` (a directory stands for its `config.json`) into a validated
 /// [`UnetConfig`].
 ///
 /// # Errors
 ///
-/// I/O and JSON errors, [`ImportError::Unsupported`] for features this U-Net lacks,
-/// [`ImportError::InvalidConfig`] for a config that cannot work.
+/// I/O and JSON errors, [`ImportError::NotAnObject`] for JSON that is not an object,
+/// [`ImportError::Unsupported`] for features this U-Net lacks, [`ImportError::InvalidConfig`]
+/// for a config that cannot work.
 pub fn read_diffusers_config(path: impl AsRef<Path>) -> Result<UnetConfig, ImportError> {
     let path = path.as_ref();
     let file = if path.is_dir() {
@@ -87,9 +113,7 @@ pub fn read_diffusers_config(path: impl AsRef<Path>) -> Result<UnetConfig, Impor
     } else {
         path.to_path_buf()
     };
-    let text = read_to_string(&file)?;
-    let diffusers: DiffusersUnetConfig =
-        serde_json::from_str(&text).map_err(|source| ImportError::Json { path: file, source })?;
+    let diffusers: DiffusersUnetConfig = parse_config_object(&file)?;
     UnetConfig::try_from(&diffusers)
 }
 
@@ -103,9 +127,7 @@ pub fn read_config(path: impl AsRef<Path>) -> Result<UnetConfig, ImportError> {
     match ModelFormat::detect(&dir)? {
         ModelFormat::Diffusers => read_diffusers_config(&dir),
         ModelFormat::Native => {
-            let file = dir.join(NATIVE_CONFIG);
-            let config: UnetConfig = serde_json::from_str(&read_to_string(&file)?)
-                .map_err(|source| ImportError::Json { path: file, source })?;
+            let config: UnetConfig = parse_config_object(&dir.join(NATIVE_CONFIG))?;
             config.validate()?;
             Ok(config)
         }
@@ -133,6 +155,26 @@ pub(crate) fn diffusers_key(burn_path: &str) -> String {
         format!("{p}.bias")
     } else {
         path
+    }
+}
+
+/// A reader error of burn-store, naming the file.
+fn read_error<E: std::fmt::Display>(path: &Path) -> impl FnOnce(E) -> ImportError + '_ {
+    move |e| ImportError::Read {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    }
+}
+
+/// The first tensor `cast` refused for its (integer or boolean) dtype, as an error.
+fn check_dtypes(cast: &ToComputeDtype, path: &Path) -> Result<(), ImportError> {
+    match cast.first_refused() {
+        None => Ok(()),
+        Some((key, dtype)) => Err(ImportError::UnsupportedDtype {
+            path: path.to_path_buf(),
+            key: diffusers_key(&key),
+            dtype: dtype_name(dtype),
+        }),
     }
 }
 
@@ -268,11 +310,17 @@ impl<B: Backend> Unet<B> {
     /// pickle without executing it). Both the current (`to_q`, `to_k`, `to_v`, `to_out.0`) and
     /// the pre-0.14 (`query`, `key`, `value`, `proj_attn`) attention names are accepted.
     ///
+    /// Floating-point tensors stored in another precision than the model's (f16, as in
+    /// diffusers' `diffusion_pytorch_model.fp16.safetensors`, bf16 or f64) are converted to the
+    /// model's dtype as they are loaded.
+    ///
     /// # Errors
     ///
     /// [`ImportError::MissingKey`], [`ImportError::UnexpectedKey`] and
     /// [`ImportError::ShapeMismatch`] (both shapes in PyTorch layout) name the first offending
-    /// key in diffusers naming; reader errors are passed on.
+    /// key in diffusers naming; [`ImportError::UnsupportedDtype`] names a tensor stored as
+    /// integers or booleans; [`ImportError::Truncated`] and [`ImportError::InvalidSafetensors`]
+    /// for a damaged safetensors file; reader errors are passed on.
     pub fn load_diffusers_weights(mut self, path: impl AsRef<Path>) -> Result<Self, ImportError> {
         let path = path.as_ref();
         if !path.is_file() {
@@ -281,37 +329,61 @@ impl<B: Backend> Unet<B> {
                 source: std::io::Error::from(std::io::ErrorKind::NotFound),
             });
         }
+        let cast = self.dtype_adapter();
         let is_safetensors = path.extension().is_some_and(|e| e == "safetensors");
         let result = if is_safetensors {
+            check_safetensors_file(path)?;
             let mut store = SafetensorsStore::from_file(path)
-                .with_from_adapter(PyTorchToBurnAdapter)
+                .with_from_adapter(PyTorchToBurnAdapter.chain(cast.clone()))
                 .remap(diffusers_to_burn_keys())
                 .validate(false)
                 .allow_partial(true);
-            self.load_from(&mut store)?
+            self.load_from(&mut store).map_err(read_error(path))?
         } else {
-            self.load_pytorch_bin(path)?
+            self.load_pytorch_bin(path, &cast)?
         };
+        check_dtypes(&cast, path)?;
         check_applied(&result, path, true)?;
         self.check_finite(path)?;
         Ok(self)
     }
 
-    /// Reads a PyTorch pickle (`.bin`) through burn-store (feature `pytorch`).
+    /// The adapter that converts loaded floating-point tensors to this model's dtype.
+    fn dtype_adapter(&self) -> ToComputeDtype {
+        ToComputeDtype::new(self.conv_in.weight.val().dtype())
+    }
+
+    /// Reads a PyTorch pickle (`.bin`) through burn-store (feature `pytorch`), with
+    /// burn-store's PyTorch layout adapter followed by `cast`.
     #[cfg(feature = "pytorch")]
-    fn load_pytorch_bin(&mut self, path: &Path) -> Result<ApplyResult, ImportError> {
+    fn load_pytorch_bin(
+        &mut self,
+        path: &Path,
+        cast: &ToComputeDtype,
+    ) -> Result<ApplyResult, ImportError> {
+        use burn_store::ModuleStore;
         let mut store = burn_store::PytorchStore::from_file(path)
             .remap(diffusers_to_burn_keys())
-            .map_indices_contiguous(false)
-            .validate(false)
-            .allow_partial(true);
-        Ok(self.load_from(&mut store)?)
+            .map_indices_contiguous(false);
+        let snapshots = store
+            .get_all_snapshots()
+            .map_err(read_error(path))?
+            .values()
+            .cloned()
+            .collect();
+        // What `PytorchStore::apply_to` does, with the cast chained after its layout adapter.
+        let adapter = PyTorchToBurnAdapter.chain(cast.clone());
+        Ok(self.apply(snapshots, None, Some(Box::new(adapter)), true))
     }
 
     /// Without the `pytorch` feature a `.bin` file is refused with a message that says how to
     /// read it (build with the feature, or convert it to safetensors).
     #[cfg(not(feature = "pytorch"))]
-    fn load_pytorch_bin(&mut self, path: &Path) -> Result<ApplyResult, ImportError> {
+    fn load_pytorch_bin(
+        &mut self,
+        path: &Path,
+        _cast: &ToComputeDtype,
+    ) -> Result<ApplyResult, ImportError> {
         Err(ImportError::PytorchDisabled {
             path: path.to_path_buf(),
         })
@@ -329,10 +401,13 @@ impl<B: Backend> Unet<B> {
                 dir: path.to_path_buf(),
             });
         }
+        let cast = self.dtype_adapter();
         let mut store = BurnpackStore::from_file(path)
+            .with_from_adapter(cast.clone())
             .validate(false)
             .allow_partial(true);
-        let result = self.load_from(&mut store)?;
+        let result = self.load_from(&mut store).map_err(read_error(path))?;
+        check_dtypes(&cast, path)?;
         check_applied(&result, path, false)?;
         self.check_finite(path)?;
         Ok(self)

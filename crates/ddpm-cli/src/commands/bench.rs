@@ -45,6 +45,7 @@ use ddpm_unet::{Precision, UnetConfig};
 use serde_json::json;
 
 use crate::backend::{OnBackend, dispatch};
+use crate::output::outln;
 
 /// What one benchmark case times.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,7 +181,21 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
     }
     for case in case_list(&args)? {
-        config_of(&case.preset, Some(case.sample_size))?;
+        let c = config_of(&case.preset, Some(case.sample_size))?;
+        // The batch's x_t alone, before the model's activations: absurd batches are refused
+        // before anything is allocated.
+        let values = case.batch as u128 * (c.in_channels * c.sample_size * c.sample_size) as u128;
+        if values > ddpm_pipeline::MAX_SAMPLE_VALUES as u128 {
+            bail!(
+                "--batch {} of {}x{}x{} images is {values} values, beyond the limit of {} \
+                 (4 GiB of f32)",
+                case.batch,
+                c.in_channels,
+                c.sample_size,
+                c.sample_size,
+                ddpm_pipeline::MAX_SAMPLE_VALUES
+            );
+        }
     }
     if args.burn_kernels {
         ddpm_unet::kernels::set_fast_kernels(false);
@@ -429,28 +444,28 @@ impl OnBackend for BenchArgs {
         };
         let cases = case_list(&self)?;
         if !self.json {
-            println!(
+            outln!(
                 "ddpm bench: device {} ({}), {}, {kernels} kernels, {} warm-up + {} timed iterations",
                 self.device,
                 B::name(&device),
                 self.precision,
                 self.warmup,
                 self.repeats,
-            );
+            )?;
         }
         let mut rows = Vec::new();
         let mut current: Option<(&str, usize)> = None;
         for case in &cases {
             let config = config_of(&case.preset, Some(case.sample_size))?;
             if !self.json && current != Some((case.preset.as_str(), case.sample_size)) {
-                println!(
+                outln!(
                     "preset {} ({} parameters, {}×{}×{})",
                     case.preset,
                     config.num_params(),
                     config.in_channels,
                     config.sample_size,
                     config.sample_size,
-                );
+                )?;
                 current = Some((case.preset.as_str(), case.sample_size));
             }
             let (mode, batch) = (case.mode, case.batch);
@@ -490,21 +505,23 @@ impl OnBackend for BenchArgs {
                 if mode == BenchMode::Sample {
                     line["steps"] = json!(self.steps);
                 }
-                println!("{line}");
+                outln!("{line}")?;
             } else {
                 let what = mode_label(mode, self.steps);
                 let rss = rss.map_or_else(|| "n/a".to_string(), |mb| format!("{mb:.0} MiB"));
                 let per_image = stats.median_ms / batch as f64;
-                println!(
+                outln!(
                     "  {what:<24} b{batch:<4} median {:>10.2} ms  (min {:.2}, max {:.2}; {per_image:.2} ms/image, {images_per_s:.1} images/s)  peak RSS {rss}",
-                    stats.median_ms, stats.min_ms, stats.max_ms,
-                );
+                    stats.median_ms,
+                    stats.min_ms,
+                    stats.max_ms,
+                )?;
             }
             rows.push((case.clone(), stats, rss));
         }
         if self.scaling && !self.json {
-            println!();
-            print!("{}", scaling_table(&rows, self.steps));
+            outln!()?;
+            crate::output::write_stdout(format_args!("{}", scaling_table(&rows, self.steps)))?;
         }
         Ok(())
     }

@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use crate::output::outln;
 use anyhow::{Context, Result};
 use burn::tensor::backend::Backend;
 use clap::{Args, ValueEnum};
@@ -56,6 +57,7 @@ impl crate::backend::OnBackend for ConvertArgs {
 
 /// Runs `ddpm convert` on backend `B`.
 pub fn run_on<B: Backend>(args: ConvertArgs, device: &B::Device) -> Result<()> {
+    ddpm_io::check_output_dir(&args.dst).context("destination")?;
     let model = ModelDir::resolve(&args.src, args.weights)?;
     // Checked (parsed) before it is copied; the bytes are copied as they are, so keys this
     // library does not use survive.
@@ -86,7 +88,7 @@ pub fn run_on<B: Backend>(args: ConvertArgs, device: &B::Device) -> Result<()> {
         let bytes = std::fs::read(src).with_context(|| format!("reading {}", src.display()))?;
         ddpm_io::write_atomic(args.dst.join(SCHEDULER_CONFIG_FILE), bytes)?;
     }
-    println!(
+    outln!(
         "wrote {} ({} parameters{}) to {}",
         match args.to {
             Target::Diffusers => "diffusers UNet2DModel",
@@ -99,6 +101,6 @@ pub fn run_on<B: Backend>(args: ConvertArgs, device: &B::Device) -> Result<()> {
             ""
         },
         args.dst.display()
-    );
+    )?;
     Ok(())
 }

@@ -24,6 +24,7 @@ use rand::SeedableRng;
 use serde_json::{Value, json};
 
 use crate::backend::{OnBackend, dispatch};
+use crate::output::{note, outln};
 use crate::plot::{Panel, Series, line_panels};
 
 /// Arguments of `ddpm eval`.
@@ -150,10 +151,18 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
     ensure!(args.num_images > 0, "--num-images must be at least 1");
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let timesteps = parse_timesteps(&args.timesteps)?;
+    if let Some(path) = &args.report {
+        ddpm_io::check_output_file(path).context("--report")?;
+    }
+    if let Some(path) = &args.plot {
+        ddpm_io::check_output_file(path).context("--plot")?;
+    }
     let (unet, stored) = load_model::<B>(&args.unet, device)?;
     let scheduler = match &args.scheduler {
         Some(path) => Some((
-            SamplingConfig::load(path)?.config,
+            SamplingConfig::load(path)
+                .with_context(|| format!("--scheduler {}", path.display()))?
+                .config,
             path.display().to_string(),
         )),
         None => stored,
@@ -201,7 +210,7 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
     ensure!(!dataset.is_empty(), "{spec} holds no images");
     let n = args.num_images.min(dataset.len());
     if n < args.num_images {
-        eprintln!("note: {spec} has only {n} images; evaluating all of them");
+        note!("note: {spec} has only {n} images; evaluating all of them");
     }
 
     let fp = ForwardProcess::<B>::new(&schedule, device);
@@ -213,7 +222,7 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
         .init(&fp)?;
     let steps = evaluator.strata().len();
     let batches = n.div_ceil(args.batch_size);
-    eprintln!(
+    note!(
         "eval nll: {n} images ({}×{}×{}) from {spec}, T = {}, {} model calls per batch, \
          {} / {}, clip x̂₀ {}; schedule from {source}",
         uc.in_channels,
@@ -265,8 +274,8 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
     let bpd = result.bits_per_dim();
     let stderr = result.stderr();
     match stderr {
-        Some(se) => println!("bits/dim: {bpd:.4} ± {se:.4} (standard error over {n} images)"),
-        None => println!("bits/dim: {bpd:.4} (one image: no standard error)"),
+        Some(se) => outln!("bits/dim: {bpd:.4} ± {se:.4} (standard error over {n} images)")?,
+        None => outln!("bits/dim: {bpd:.4} (one image: no standard error)")?,
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let prior = mean(&result.prior);
@@ -282,18 +291,18 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
         .filter(|t| t.range.start > 0)
         .map(|t| t.weight() as f64 * mean(&t.vb))
         .sum();
-    println!("  prior L_T        {prior:.6}");
-    println!("  Σ L_(t-1), t > 1 {kl_sum:.4}");
-    println!("  decoder L_0      {decoder:.4}");
+    outln!("  prior L_T        {prior:.6}")?;
+    outln!("  Σ L_(t-1), t > 1 {kl_sum:.4}")?;
+    outln!("  decoder L_0      {decoder:.4}")?;
 
     if let Some(path) = &args.report {
         let report = report_json(&args, &result, &source, prediction_type, variance_type);
         ddpm_io::write_atomic(path, serde_json::to_string_pretty(&report)? + "\n")?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
         plot_terms(&result, path)?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     Ok(())
 }

@@ -18,6 +18,7 @@ use ddpm_schedule::TimestepSpacing;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{OnBackend, dispatch};
+use crate::output::note;
 
 /// Arguments of `ddpm sample`.
 #[derive(Args, Debug, Clone)]
@@ -106,17 +107,27 @@ impl OnBackend for Task {
 
 /// Runs `ddpm sample` on backend `B`.
 pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
+    // Every output path is checked before the model is loaded and sampled.
     ImageFileFormat::from_path(&args.output)?;
+    ddpm_io::check_output_file(&args.output).context("--output")?;
+    if let Some(dir) = &args.output_dir {
+        ddpm_io::check_output_dir(dir).context("--output-dir")?;
+    }
+    if let Some(path) = &args.save_tensor {
+        ddpm_io::check_output_file(path).context("--save-tensor")?;
+    }
     let model = ModelDir::resolve(&args.unet, args.weights)?;
     let mut pipe =
         Pipeline::<B>::load(&model, device).with_context(|| format!("loading {model}"))?;
     pipe = pipe.with_precision(args.precision)?;
     if let Some(path) = &args.scheduler {
-        pipe = pipe.with_scheduler_config_file(path)?;
+        pipe = pipe
+            .with_scheduler_config_file(path)
+            .with_context(|| format!("--scheduler {}", path.display()))?;
     }
     if !pipe.ignored_keys().is_empty() {
         let keys = pipe.ignored_keys().join(", ");
-        eprintln!("note: {} keys not used: {keys}", pipe.scheduler_source());
+        note!("note: {} keys not used: {keys}", pipe.scheduler_source());
     }
     let mut sampling = pipe.sampling().seed(args.seed).overrides(SamplerOverrides {
         kind: args.sampler,
@@ -139,7 +150,7 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
     }
     let plan = sampling.plan(args.num_samples)?;
     let [n, c, h, w] = plan.shape;
-    eprintln!(
+    note!(
         "{} sampler, {} steps, {n} samples of {c}×{h}×{w} in batches of {}; scheduler: {}",
         plan.sampler_name,
         plan.num_steps(),
@@ -161,13 +172,13 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
 
     if let Some(path) = &args.save_tensor {
         samples.save_tensor(path)?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     samples.save_grid(&args.output)?;
-    eprintln!("wrote {}", args.output.display());
+    note!("wrote {}", args.output.display());
     if let Some(dir) = &args.output_dir {
         samples.save_each(dir)?;
-        eprintln!("wrote {n} images to {}", dir.display());
+        note!("wrote {n} images to {}", dir.display());
     }
     Ok(())
 }

@@ -10,6 +10,7 @@ use ddpm_schedule::{
 };
 use serde_json::{Map, Value, json};
 
+use crate::output::{note, outln};
 use crate::plot::{Panel, Series, line_panels};
 
 /// Output format of `ddpm schedule`.
@@ -64,9 +65,10 @@ pub struct ScheduleArgs {
 pub fn run(args: ScheduleArgs) -> Result<()> {
     let mut config = match &args.scheduler {
         Some(path) => {
-            let loaded = SamplingConfig::load(path)?;
+            let loaded = SamplingConfig::load(path)
+                .with_context(|| format!("--scheduler {}", path.display()))?;
             if !loaded.ignored_keys.is_empty() {
-                eprintln!(
+                note!(
                     "note: {} ignores keys it does not use: {}",
                     path.display(),
                     loaded.ignored_keys.join(", ")
@@ -91,13 +93,13 @@ pub fn run(args: ScheduleArgs) -> Result<()> {
     match args.format {
         Format::Json => {
             let out = to_json(&config, &schedule, timesteps.as_deref());
-            println!("{}", serde_json::to_string_pretty(&out)?);
+            outln!("{}", serde_json::to_string_pretty(&out)?)?;
         }
-        Format::Table => print_table(&config, &schedule, timesteps.as_deref()),
+        Format::Table => print_table(&config, &schedule, timesteps.as_deref())?,
     }
     if let Some(path) = &args.plot {
         plot(&schedule, path)?;
-        eprintln!("wrote {}", path.display());
+        note!("wrote {}", path.display());
     }
     Ok(())
 }
@@ -159,9 +161,13 @@ fn to_json(config: &SamplingConfig, s: &NoiseSchedule, timesteps: Option<&[usize
     Value::Object(out)
 }
 
-fn print_table(config: &SamplingConfig, s: &NoiseSchedule, timesteps: Option<&[usize]>) {
+fn print_table(
+    config: &SamplingConfig,
+    s: &NoiseSchedule,
+    timesteps: Option<&[usize]>,
+) -> Result<()> {
     let t_total = s.num_train_timesteps();
-    println!(
+    outln!(
         "{} schedule, T = {t_total}{}",
         config.schedule.beta_schedule.diffusers_name(),
         if config.schedule.rescale_betas_zero_snr {
@@ -169,16 +175,21 @@ fn print_table(config: &SamplingConfig, s: &NoiseSchedule, timesteps: Option<&[u
         } else {
             ""
         }
-    );
-    println!(
+    )?;
+    outln!(
         "{:>6} {:>12} {:>12} {:>12} {:>12} {:>10}",
-        "t", "beta", "alpha_bar", "post_var", "post_logvar", "log_snr"
-    );
+        "t",
+        "beta",
+        "alpha_bar",
+        "post_var",
+        "post_logvar",
+        "log_snr"
+    )?;
     let mut rows: Vec<usize> = vec![0, 1, t_total / 4, t_total / 2, 3 * t_total / 4, t_total - 1];
     rows.retain(|&i| i < t_total);
     rows.dedup();
     for i in rows {
-        println!(
+        outln!(
             "{:>6} {:>12.6e} {:>12.6e} {:>12.6e} {:>12.5} {:>10.4}",
             i,
             s.betas()[i],
@@ -186,16 +197,17 @@ fn print_table(config: &SamplingConfig, s: &NoiseSchedule, timesteps: Option<&[u
             s.posterior_variance()[i],
             s.posterior_log_variance_clipped()[i],
             s.snr()[i].ln()
-        );
+        )?;
     }
     if let Some(ts) = timesteps {
-        println!(
+        outln!(
             "timesteps ({} steps, {} spacing, offset {}): {ts:?}",
             ts.len(),
             config.timestep_spacing.diffusers_name(),
             config.steps_offset
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn plot(s: &NoiseSchedule, path: &std::path::Path) -> Result<()> {

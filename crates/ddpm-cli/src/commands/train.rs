@@ -84,6 +84,8 @@ pub struct TrainArgs {
 
 /// Runs `ddpm train`.
 pub fn run(args: TrainArgs) -> Result<()> {
+    // Before any data is loaded: a regular file where the run directory goes.
+    ddpm_io::check_output_dir(&args.out).context("--out")?;
     let device = args.device.clone();
     dispatch(&device, args)
 }

@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use crate::output::outln;
 use anyhow::{Context, Result};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
@@ -84,48 +85,50 @@ fn info<B: Backend>(args: InfoArgs, device: &B::Device) -> Result<()> {
         (None, None) => anyhow::bail!("give a model directory or --preset NAME"),
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&config)?);
+        outln!("{}", serde_json::to_string_pretty(&config)?)?;
         return Ok(());
     }
     let c = &config;
-    println!("U-Net ({source})");
-    println!("  sample_size          {}", c.sample_size);
-    println!(
+    outln!("U-Net ({source})")?;
+    outln!("  sample_size          {}", c.sample_size)?;
+    outln!(
         "  in/out channels      {} -> {}",
-        c.in_channels, c.out_channels
-    );
-    println!("  block_out_channels   {:?}", c.block_out_channels);
-    println!("  down_block_types     {:?}", c.down_block_types);
-    println!("  up_block_types       {:?}", c.up_block_types);
-    println!("  layers_per_block     {}", c.layers_per_block);
-    println!("  mid block attention  {}", c.mid_block_attention);
+        c.in_channels,
+        c.out_channels
+    )?;
+    outln!("  block_out_channels   {:?}", c.block_out_channels)?;
+    outln!("  down_block_types     {:?}", c.down_block_types)?;
+    outln!("  up_block_types       {:?}", c.up_block_types)?;
+    outln!("  layers_per_block     {}", c.layers_per_block)?;
+    outln!("  mid block attention  {}", c.mid_block_attention)?;
     let heads = match c.attention_head_dim {
         Some(d) => format!("{d} channels per head"),
         None => "one head of full width".to_string(),
     };
-    println!("  attention            {heads}");
-    println!(
+    outln!("  attention            {heads}")?;
+    outln!(
         "  norm                 GroupNorm({}), eps {:e}",
-        c.norm_num_groups, c.norm_eps
-    );
-    println!("  dropout              {}", c.dropout);
-    println!(
+        c.norm_num_groups,
+        c.norm_eps
+    )?;
+    outln!("  dropout              {}", c.dropout)?;
+    outln!(
         "  time embedding       sinusoidal {} (flip_sin_to_cos {}, freq_shift {}) -> MLP {}",
         c.block_out_channels[0],
         c.flip_sin_to_cos,
         c.freq_shift,
         c.time_embed_dim()
-    );
-    println!("  downsample_padding   {}", c.downsample_padding);
-    println!("  mid_block_scale      {}", c.mid_block_scale_factor);
+    )?;
+    outln!("  downsample_padding   {}", c.downsample_padding)?;
+    outln!("  mid_block_scale      {}", c.mid_block_scale_factor)?;
     let sizes = c.level_sizes(c.sample_size)?;
-    println!("  resolutions          {sizes:?}");
-    println!();
+    outln!("  resolutions          {sizes:?}")?;
+    outln!()?;
     let total = c.num_params();
-    println!("parameters: {}", thousands(total));
+    outln!("parameters: {}", thousands(total))?;
     for (name, n) in c.param_counts() {
         let pct = 100.0 * n as f64 / total as f64;
-        println!("  {name:<16} {:>13}  {pct:5.1}%", thousands(n));
+        outln!("  {name:<16} {:>13}  {pct:5.1}%", thousands(n))?;
     }
     if let Some(n) = module_params
         && n != total
