@@ -115,9 +115,9 @@ pub(crate) fn write_json_atomic(path: &Path, value: &impl Serialize) -> Result<(
         path: path.to_path_buf(),
         source,
     })?;
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, text + "\n").map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))
+    // Temp file in the same directory, flushed and synced before the rename.
+    ddpm_io::write_atomic(path, text + "\n")?;
+    Ok(())
 }
 
 pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
@@ -292,7 +292,9 @@ pub(crate) fn unreadable(e: &TrainError) -> String {
 }
 
 /// Removes the temporary directories (`checkpoints/.tmp-step-N-<pid>`) that checkpoint writes
-/// of other processes left behind (a run killed while writing a checkpoint), and returns them.
+/// of other processes left behind (a run killed while writing a checkpoint), and the
+/// temporary files of killed atomic writes in the run directory (`.<name>.tmp-<pid>-<n>`,
+/// e.g. of `train_config.json`), and returns them.
 /// Holding the run directory's lock proves that no other process is writing a checkpoint
 /// there, so every one of them is stale, whatever its process id (a pid may have been reused
 /// by an unrelated process since); this process's own are kept.
@@ -303,12 +305,25 @@ pub fn remove_stale_temp_checkpoints(
     run_dir: &Path,
     _held: &DirLock,
 ) -> Result<Vec<PathBuf>, TrainError> {
+    let mut removed = Vec::new();
+    // The trainer takes the lock before writing anything, so no write of this process is
+    // under way either.
+    if run_dir.is_dir() {
+        for entry in std::fs::read_dir(run_dir).map_err(io(run_dir))? {
+            let entry = entry.map_err(io(run_dir))?;
+            let path = entry.path();
+            if path.is_file() && ddpm_io::is_temp_name(&entry.file_name()) {
+                std::fs::remove_file(&path).map_err(io(&path))?;
+                removed.push(path);
+            }
+        }
+    }
     let dir = run_dir.join(CHECKPOINTS_DIR);
     if !dir.is_dir() {
-        return Ok(Vec::new());
+        removed.sort();
+        return Ok(removed);
     }
     let own = std::process::id().to_string();
-    let mut removed = Vec::new();
     for entry in std::fs::read_dir(&dir).map_err(io(&dir))? {
         let entry = entry.map_err(io(&dir))?;
         let name = entry.file_name().to_string_lossy().into_owned();

@@ -156,6 +156,10 @@ pub enum TrainError {
     /// [`Trainer`](crate::Trainer) in this one), or its lock file cannot be created.
     #[error(transparent)]
     Lock(#[from] ddpm_io::LockError),
+    /// A run file (`train_config.json`, a checkpoint's `state.json`, ...) could not be written;
+    /// the previous file, if any, is intact.
+    #[error(transparent)]
+    Write(#[from] ddpm_io::WriteError),
     /// A model directory could not be read, or a preview image could not be written (naming
     /// the file).
     #[error(transparent)]

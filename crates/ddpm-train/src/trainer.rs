@@ -389,7 +389,8 @@ impl<B: AutodiffBackend> Trainer<B> {
         self.resume_report.as_ref()
     }
 
-    /// Temporary checkpoint directories of killed runs that starting this run removed.
+    /// Temporary checkpoint directories and temporary files of killed writes that starting
+    /// this run removed.
     pub fn removed_temp_dirs(&self) -> &[PathBuf] {
         &self.removed_temp_dirs
     }

@@ -297,13 +297,19 @@ fn temp_dirs_of_killed_checkpoint_writes_are_removed() {
     // directory's lock says no other trainer writes here, so this one is stale too.
     let reused = ckpts.join(".tmp-step-00000002-1");
     std::fs::create_dir_all(&reused).unwrap();
+    // A killed atomic write of train_config.json.
+    let half_config = dir.join(".train_config.json.tmp-99999999-0");
+    std::fs::write(&half_config, b"{\"ste").unwrap();
     // This process is running: a write of its own is left alone.
     let live = ckpts.join(format!(".tmp-step-00000004-{}", std::process::id()));
     std::fs::create_dir_all(&live).unwrap();
 
     let t = Trainer::<B>::resume(&dir, dataset(), Some(3), &Default::default()).unwrap();
-    assert_eq!(t.removed_temp_dirs(), [reused.clone(), stale.clone()]);
-    assert!(!stale.exists() && !reused.exists());
+    assert_eq!(
+        t.removed_temp_dirs(),
+        [half_config.clone(), reused.clone(), stale.clone()]
+    );
+    assert!(!stale.exists() && !reused.exists() && !half_config.exists());
     assert!(live.exists());
     drop(t);
     std::fs::remove_dir_all(&live).unwrap();
