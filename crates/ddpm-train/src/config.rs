@@ -88,6 +88,24 @@ pub struct TrainConfig {
     /// Log every N steps.
     #[config(default = 100)]
     pub log_every: usize,
+    /// Score samples of the EMA weights with the trainer's sample metric every N steps (and at
+    /// the end); 0: never.
+    #[config(default = 0)]
+    pub eval_every: usize,
+    /// Samples drawn for each evaluation.
+    #[config(default = 1000)]
+    pub eval_samples: usize,
+    /// DDIM steps of each evaluation's sampling (η = 0).
+    #[config(default = 25)]
+    pub eval_steps: usize,
+    /// Images per model call when sampling for an evaluation (does not change the samples).
+    #[config(default = 250)]
+    pub eval_batch_size: usize,
+    /// Keep a copy of the checkpoint with the best (lowest) metric as
+    /// `checkpoints/best-step-N`, named in `best.json`; a checkpoint is written at every
+    /// evaluation then.
+    #[config(default = false)]
+    pub save_best: bool,
 }
 
 impl TrainConfig {
@@ -145,6 +163,28 @@ impl TrainConfig {
                 "preview_steps",
                 self.preview_steps.to_string(),
                 "1..=num_train_timesteps",
+            );
+        }
+        if self.eval_every > 0 {
+            if self.eval_steps == 0 || self.eval_steps > self.schedule.num_train_timesteps {
+                return bad(
+                    "eval_steps",
+                    self.eval_steps.to_string(),
+                    "1..=num_train_timesteps",
+                );
+            }
+            if self.eval_samples < 2 {
+                return bad("eval_samples", self.eval_samples.to_string(), "at least 2");
+            }
+            if self.eval_batch_size == 0 {
+                return bad("eval_batch_size", "0".into(), "at least 1");
+            }
+        }
+        if self.save_best && self.eval_every == 0 {
+            return bad(
+                "save_best",
+                "true".into(),
+                "eval_every > 0 (the metric it keeps the best of)",
             );
         }
         Ok(())

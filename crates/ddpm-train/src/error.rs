@@ -185,6 +185,24 @@ pub enum TrainError {
     /// A sampling-loop problem (preview grids).
     #[error(transparent)]
     Sample(#[from] ddpm_sampler::SampleError),
+    /// The sample metric failed (evaluation during training, `eval_every`).
+    #[error("evaluating {metric} at step {step}: {message}")]
+    Eval {
+        /// The metric's name.
+        metric: String,
+        /// The step evaluated.
+        step: usize,
+        /// The metric's error.
+        message: String,
+    },
+    /// `eval_every` is set but no metric was given to the trainer.
+    #[error(
+        "eval_every is {eval_every} but the trainer has no sample metric (Trainer::with_metric)"
+    )]
+    NoMetric {
+        /// The configured cadence.
+        eval_every: usize,
+    },
 }
 
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {

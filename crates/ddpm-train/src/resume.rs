@@ -5,7 +5,7 @@
 //! size, learning rate and warmup, seed, EMA, data, model, schedule, loss, ...) are the saved
 //! ones, and asking for another value is an error naming the setting and both values
 //! ([`TrainError::ResumeMismatch`]). Only [`HONOURED_ON_RESUME`] — the total step count and
-//! how often to checkpoint, preview and log — may change; the new values are written to the
+//! how often to checkpoint, preview, log and evaluate — may change; the new values are written to the
 //! run's `train_config.json` and listed in a `{"event": "resume", ...}` line of
 //! `metrics.jsonl`. The data must have the fingerprint saved in the checkpoint
 //! ([`TrainError::DatasetChanged`]), and the step count may not be below the checkpoint's
@@ -42,6 +42,11 @@ pub const HONOURED_ON_RESUME: &[&str] = &[
     "num_preview_samples",
     "preview_steps",
     "log_every",
+    "eval_every",
+    "eval_samples",
+    "eval_steps",
+    "eval_batch_size",
+    "save_best",
 ];
 
 /// A setting a resume changed (one of [`HONOURED_ON_RESUME`]).

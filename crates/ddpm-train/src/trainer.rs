@@ -37,6 +37,9 @@ use crate::checkpoint::{
     remove_stale_temp_checkpoints, write_checkpoint, write_json_atomic,
 };
 use crate::error::io;
+use crate::eval::{
+    BestCheckpoint, EvalRecord, MetricValues, SampleMetric, best_dir_name, keep_best, read_best,
+};
 use crate::resume::{ResumeReport, diff_settings, load_checkpoint, log_resume};
 use crate::{DataFingerprint, TrainConfig, TrainError, clip_global_norm, ema_update};
 
@@ -72,6 +75,8 @@ pub enum TrainEvent {
     Checkpoint(PathBuf),
     /// A preview grid was written.
     Preview(PathBuf),
+    /// The sample metric was evaluated (`eval_every`).
+    Eval(EvalRecord),
 }
 
 /// A training run bound to a run directory, a dataset and a device.
@@ -90,6 +95,8 @@ pub struct Trainer<B: AutodiffBackend> {
     data_fingerprint: DataFingerprint,
     resume_report: Option<ResumeReport>,
     removed_temp_dirs: Vec<PathBuf>,
+    metric: Option<Box<dyn SampleMetric<B::InnerBackend> + Send>>,
+    best: Option<BestCheckpoint>,
     /// The run directory's exclusive lock, held as long as the trainer lives (the OS releases
     /// it when the process dies, so a killed run leaves no stale lock).
     _lock: DirLock,
@@ -303,6 +310,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         )?;
         trainer.last_checkpoint = Some(ckpt);
         trainer.resume_report = Some(report);
+        trainer.best = read_best(&trainer.run_dir)?;
         trainer.removed_temp_dirs = removed;
         Ok(trainer)
     }
@@ -354,6 +362,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             data_fingerprint,
             resume_report: None,
             removed_temp_dirs: Vec::new(),
+            metric: None,
+            best: None,
             _lock: lock,
         })
     }
@@ -562,12 +572,18 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(path)
     }
 
-    /// Trains up to `config.steps`, logging to `metrics.jsonl`, writing checkpoints and
-    /// previews on schedule, and always a final checkpoint and preview.
+    /// Trains up to `config.steps`, logging to `metrics.jsonl`, writing checkpoints,
+    /// previews and evaluations ([`Trainer::evaluate`]) on schedule, and always a final
+    /// checkpoint and preview (and evaluation, with `eval_every > 0`).
     ///
     /// # Errors
     /// As [`Trainer::train_step`], [`Trainer::save_checkpoint`], [`Trainer::write_preview`].
     pub fn run(&mut self, mut on_event: impl FnMut(TrainEvent)) -> Result<(), TrainError> {
+        if self.config.eval_every > 0 && self.metric.is_none() {
+            return Err(TrainError::NoMetric {
+                eval_every: self.config.eval_every,
+            });
+        }
         let metrics_path = self.run_dir.join(METRICS_FILE);
         let mut window = (Instant::now(), 0usize);
         while self.step < self.config.steps {
@@ -595,13 +611,119 @@ impl<B: AutodiffBackend> Trainer<B> {
             {
                 on_event(TrainEvent::Preview(self.write_preview()?));
             }
+            if self.config.eval_every > 0
+                && (self.step.is_multiple_of(self.config.eval_every) || last)
+            {
+                on_event(TrainEvent::Eval(self.evaluate()?));
+            }
         }
         Ok(())
+    }
+
+    /// Scores the EMA weights with the trainer's sample metric: samples
+    /// `eval_samples` images (DDIM, `eval_steps` steps, η = 0, the same seed at every
+    /// evaluation, batch-size independent), appends `{"step", "eval": name, name: value,
+    /// ...}` to `metrics.jsonl`, and with `save_best` keeps a copy of this step's checkpoint
+    /// (written if it is not yet) when the value is the lowest so far.
+    ///
+    /// # Errors
+    /// [`TrainError::NoMetric`] without [`Trainer::with_metric`], [`TrainError::Eval`] when
+    /// the metric fails or returns a non-finite value, sampling, checkpoint and I/O errors.
+    pub fn evaluate(&mut self) -> Result<EvalRecord, TrainError> {
+        let step = self.step;
+        if self.metric.is_none() {
+            return Err(TrainError::NoMetric {
+                eval_every: self.config.eval_every,
+            });
+        }
+        let samples = self.sample_ema_for_eval()?;
+        let metric = self.metric.as_mut().expect("checked above");
+        let name = metric.name();
+        let eval_error = |message: String| TrainError::Eval {
+            metric: name.clone(),
+            step,
+            message,
+        };
+        let values: MetricValues = metric
+            .score(samples)
+            .map_err(|e| eval_error(e.to_string()))?;
+        if !values.primary.is_finite() {
+            return Err(eval_error(format!("the metric is {}", values.primary)));
+        }
+        let mut best = false;
+        if self.config.save_best
+            && self
+                .best
+                .as_ref()
+                .is_none_or(|b| b.metric != name || values.primary < b.value)
+        {
+            let checkpoint = match &self.last_checkpoint {
+                Some(c) if c == &ddpm_pipeline::layout::checkpoint_dir(&self.run_dir, step) => {
+                    c.clone()
+                }
+                _ => self.save_checkpoint()?,
+            };
+            let record = BestCheckpoint {
+                step,
+                metric: name.clone(),
+                value: values.primary,
+                checkpoint: best_dir_name(step),
+            };
+            keep_best(&self.run_dir, &checkpoint, &record)?;
+            self.best = Some(record);
+            best = true;
+        }
+        let mut line = serde_json::Map::new();
+        line.insert("step".into(), step.into());
+        line.insert("eval".into(), name.clone().into());
+        line.insert(name.clone(), values.primary.into());
+        for (key, value) in &values.extra {
+            line.insert(key.clone(), (*value).into());
+        }
+        if self.config.save_best {
+            line.insert("best".into(), best.into());
+        }
+        append_line(
+            &self.run_dir.join(METRICS_FILE),
+            &serde_json::Value::Object(line),
+        )?;
+        Ok(EvalRecord {
+            step,
+            name,
+            values,
+            best,
+        })
+    }
+
+    /// Attaches the metric [`Trainer::evaluate`] scores samples with (needed when
+    /// `eval_every > 0`).
+    pub fn with_metric(mut self, metric: Box<dyn SampleMetric<B::InnerBackend> + Send>) -> Self {
+        self.metric = Some(metric);
+        self
+    }
+
+    /// The best evaluation so far (`save_best`), as in `best.json`.
+    pub fn best(&self) -> Option<&BestCheckpoint> {
+        self.best.as_ref()
+    }
+
+    fn sample_ema_for_eval(&self) -> Result<burn::tensor::Tensor<B::InnerBackend, 4>, TrainError> {
+        let mut scheduler = SamplingConfig::class_defaults(SchedulerClass::Ddim);
+        scheduler.schedule = self.config.schedule.clone();
+        scheduler.prediction_type = self.config.prediction_type;
+        let pipe = ddpm_pipeline::Pipeline::new(self.ema.clone(), scheduler, &self.device);
+        let samples = pipe
+            .sampler(ddpm_pipeline::SamplerKind::Ddim)
+            .steps(self.config.eval_steps)
+            .eta(0.0)
+            .seed(derive_seed(self.config.seed, 0, 8))
+            .batch_size(self.config.eval_batch_size)
+            .sample(self.config.eval_samples)?;
+        Ok(samples.into_tensor())
     }
 }
 
 fn append_metrics(path: &Path, s: &StepStats, images_per_sec: f64) -> Result<(), TrainError> {
-    use std::io::Write;
     let line = serde_json::json!({
         "step": s.step,
         "loss": s.loss,
@@ -609,6 +731,11 @@ fn append_metrics(path: &Path, s: &StepStats, images_per_sec: f64) -> Result<(),
         "learning_rate": s.learning_rate,
         "images_per_sec": images_per_sec,
     });
+    append_line(path, &line)
+}
+
+fn append_line(path: &Path, line: &serde_json::Value) -> Result<(), TrainError> {
+    use std::io::Write;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
