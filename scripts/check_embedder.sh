@@ -12,8 +12,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root/scripts/embedder"
-# Share the workspace's target directory: the dependencies it already compiled with the same
-# features are reused.
+# Share the workspace's target directory (the crate's own unoptimized profile shares little with
+# the workspace's builds, but a second target directory would cost disk on CI).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
 
 echo "== build with no C compiler (CC=/bin/false CXX=/bin/false)"
