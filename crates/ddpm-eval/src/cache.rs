@@ -203,15 +203,11 @@ pub fn load_stats(
         )));
     }
     let count_text = get("count")?;
-    let count: usize = count_text
-        .parse()
-        .ok()
-        .filter(|&c| c >= 2)
-        .ok_or_else(|| {
-            bad(format!(
-                "metadata `count` is `{count_text}`, expected an integer ≥ 2"
-            ))
-        })?;
+    let count: usize = count_text.parse().ok().filter(|&c| c >= 2).ok_or_else(|| {
+        bad(format!(
+            "metadata `count` is `{count_text}`, expected an integer ≥ 2"
+        ))
+    })?;
     let tensors = SafeTensors::deserialize(&bytes)
         .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
     for name in tensors.names() {

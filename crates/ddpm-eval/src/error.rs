@@ -89,4 +89,3 @@ pub enum EvalError {
         what: &'static str,
     },
 }
-

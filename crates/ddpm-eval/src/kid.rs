@@ -5,7 +5,7 @@
 use std::thread;
 
 use rand::SeedableRng;
-use rand::rngs::ChaCha8Rng;
+use rand::rngs::StdRng;
 
 use crate::{EvalError, FeatureSet};
 
@@ -77,7 +77,11 @@ pub struct KidOutput {
 pub fn polynomial_kernel(x: &[f32], y: &[f32]) -> f64 {
     assert_eq!(x.len(), y.len(), "polynomial_kernel: lengths differ");
     let d = x.len() as f64;
-    let dot: f64 = x.iter().zip(y).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
+    let dot: f64 = x
+        .iter()
+        .zip(y)
+        .map(|(&a, &b)| f64::from(a) * f64::from(b))
+        .sum();
     let t = dot / d + 1.0;
     t * t * t
 }
@@ -147,7 +151,11 @@ pub fn kid_with_subsets(
     });
     let s = per_subset.len() as f64;
     let mean = per_subset.iter().sum::<f64>() / s;
-    let var = per_subset.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / s;
+    let var = per_subset
+        .iter()
+        .map(|v| (v - mean) * (v - mean))
+        .sum::<f64>()
+        / s;
     let subset_size = subsets.iter().map(|(a, _)| a.len()).min().unwrap_or(0);
     Ok(KidOutput {
         mean,
@@ -160,8 +168,12 @@ pub fn kid_with_subsets(
 /// Kernel Inception Distance between feature sets `x` (e.g. real) and `y` (generated):
 /// [`mmd2_unbiased`] on `config.subsets` pairs of subsets of size
 /// m = min(`config.subset_size`, |x|, |y|), each drawn without replacement (as
-/// `np.random.choice(n, m, replace=False)` in torch-fidelity), from a `ChaCha8Rng` seeded with
+/// `np.random.choice(n, m, replace=False)` in torch-fidelity), from a `StdRng` (ChaCha12 in rand 0.10, pinned by the lockfile) seeded with
 /// `config.seed`; reports the mean and the standard deviation over subsets.
+///
+/// NOTE: the two sets must be independent samples. KID of a set against itself (or against a
+/// set sharing vectors with it) is biased negative: subsets then overlap and the cross term
+/// includes k(x, x).
 ///
 /// Cost: s · 2m² · d multiply-adds (100 × 1000 × 2048: ≈ 4·10¹¹), spread over threads.
 ///
@@ -187,7 +199,7 @@ pub fn kid(x: &FeatureSet, y: &FeatureSet, config: &KidConfig) -> Result<KidOutp
         });
     }
     let m = config.subset_size.min(x.len()).min(y.len());
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let mut rng = StdRng::seed_from_u64(config.seed);
     let subsets: Vec<(Vec<usize>, Vec<usize>)> = (0..config.subsets)
         .map(|_| {
             let xi = rand::seq::index::sample(&mut rng, x.len(), m).into_vec();
@@ -240,7 +252,9 @@ fn check_indices(what: &'static str, idx: &[usize], len: usize) -> Result<(), Ev
 fn mmd2_checked(x: &FeatureSet, y: &FeatureSet, x_idx: &[usize], y_idx: &[usize]) -> f64 {
     let d = x.dim();
     let gather = |set: &FeatureSet, idx: &[usize]| -> Vec<f32> {
-        idx.iter().flat_map(|&i| set.row(i).iter().copied()).collect()
+        idx.iter()
+            .flat_map(|&i| set.row(i).iter().copied())
+            .collect()
     };
     let xs = gather(x, x_idx);
     let ys = gather(y, y_idx);

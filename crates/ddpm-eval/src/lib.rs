@@ -21,19 +21,19 @@
 //! - [`save_stats`], [`load_stats`], [`cache_file_name`]: the reference-statistics cache file.
 #![warn(missing_docs)]
 
+pub mod cache;
 mod error;
 mod extractor;
 mod features;
-pub mod cache;
 pub mod kid;
 pub mod linalg;
 pub mod prd;
 mod stats;
 
+pub use cache::{ReferenceStats, cache_file_name, cache_key, load_stats, save_stats};
 pub use error::EvalError;
 pub use extractor::{ExtractorOutput, FeatureExtractor};
 pub use features::FeatureSet;
-pub use cache::{ReferenceStats, cache_file_name, cache_key, load_stats, save_stats};
 pub use kid::{KidConfig, KidOutput, kid, kid_with_subsets, mmd2_unbiased};
 pub use prd::{PrdConfig, PrecisionRecall, precision_recall};
 pub use stats::{FeatureStats, StatsAccumulator, frechet_distance, trace_sqrt_product};

@@ -88,7 +88,11 @@ pub fn symmetric_eigen(a: &[f64], n: usize, vectors: bool) -> Option<SymmetricEi
 /// Step k (k = 0 … n − 3) reflects x = A[k+1.., k] onto a multiple of e₁ with
 /// H = I − β·v·vᵀ, β = 2 / vᵀv, then updates the trailing block as
 /// A ← A − v·wᵀ − w·vᵀ with p = β·A·v, w = p − (β·vᵀp / 2)·v (Golub & Van Loan, Alg. 8.3.1).
-fn tridiagonalize(mut a: Vec<f64>, n: usize, vectors: bool) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
+fn tridiagonalize(
+    mut a: Vec<f64>,
+    n: usize,
+    vectors: bool,
+) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
     // Householder vectors are kept (scaled) in the zeroed part of column k, i.e. in a[i, k] for
     // i > k, with their β in `betas[k]`; the tridiagonal entries go to `diag` and `off`.
     let mut betas = vec![0.0; n];
@@ -218,7 +222,12 @@ fn transpose_in_place(m: &mut [f64], n: usize) {
 /// diagonal `d` and off-diagonal `e` (`e[i]` couples i and i+1; `e[n−1]` is scratch). On return
 /// `d` holds the eigenvalues (unsorted); the rotations are applied to the rows of `zt` (so if
 /// `zt` = Qᵀ on entry, its rows are the eigenvectors of Q·T·Qᵀ on return).
-fn tridiagonal_ql(d: &mut [f64], e: &mut [f64], mut zt: Option<&mut [f64]>, n: usize) -> Option<()> {
+fn tridiagonal_ql(
+    d: &mut [f64],
+    e: &mut [f64],
+    mut zt: Option<&mut [f64]>,
+    n: usize,
+) -> Option<()> {
     if n > 0 {
         e[n - 1] = 0.0;
     }
@@ -294,7 +303,9 @@ fn threads_for(work: usize) -> usize {
     if work < 1 << 22 {
         return 1;
     }
-    thread::available_parallelism().map_or(1, |n| n.get()).min(16)
+    thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16)
 }
 
 /// C = A·B for row-major A (r×k) and B (k×c); rows of C are split across threads for large
@@ -347,7 +358,11 @@ pub fn matmul(a: &[f64], b: &[f64], r: usize, k: usize, c: usize) -> Vec<f64> {
 /// If `eig` has no eigenvectors (computed with `vectors = false`).
 pub fn spectral_function(eig: &SymmetricEigen, f: impl Fn(f64) -> f64) -> Vec<f64> {
     let n = eig.n;
-    assert_eq!(eig.vectors_t.len(), n * n, "spectral_function needs eigenvectors");
+    assert_eq!(
+        eig.vectors_t.len(),
+        n * n,
+        "spectral_function needs eigenvectors"
+    );
     // Vᵀ scaled row-wise by f(λ), then V·(diag(f) Vᵀ) = (Vᵀ)ᵀ·(diag(f) Vᵀ).
     let mut scaled = eig.vectors_t.clone();
     for (i, row) in scaled.chunks_mut(n.max(1)).enumerate().take(n) {
@@ -388,7 +403,8 @@ mod tests {
 
     #[test]
     fn diagonal_and_empty() {
-        let eig = symmetric_eigen(&[3.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 2.0], 3, false).unwrap();
+        let eig =
+            symmetric_eigen(&[3.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 2.0], 3, false).unwrap();
         assert_eq!(eig.values, vec![-1.0, 2.0, 3.0]);
         assert!(symmetric_eigen(&[], 0, true).unwrap().values.is_empty());
         assert!(symmetric_eigen(&[f64::NAN], 1, true).is_none());
@@ -396,7 +412,13 @@ mod tests {
 
     #[test]
     fn matmul_small() {
-        let c = matmul(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0], 2, 3, 2);
+        let c = matmul(
+            &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            &[1.0, 0.0, 0.0, 1.0, 1.0, 1.0],
+            2,
+            3,
+            2,
+        );
         assert_eq!(c, vec![4.0, 5.0, 10.0, 11.0]);
     }
 }

@@ -6,7 +6,7 @@
 use std::thread;
 
 use rand::SeedableRng;
-use rand::rngs::ChaCha8Rng;
+use rand::rngs::StdRng;
 
 use crate::{EvalError, FeatureSet};
 
@@ -66,16 +66,19 @@ pub struct PrecisionRecall {
     pub generated_used: usize,
 }
 
-/// Up to `max` rows of `features` drawn without replacement with a `ChaCha8Rng` seeded by
+/// Up to `max` rows of `features` drawn without replacement with a `StdRng` (ChaCha12 in rand 0.10) seeded by
 /// `seed`, kept in their original order; all rows (a copy) if there are no more than `max`.
 pub fn subsample(features: &FeatureSet, max: usize, seed: u64) -> FeatureSet {
     if features.len() <= max {
         return features.clone();
     }
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut idx = rand::seq::index::sample(&mut rng, features.len(), max).into_vec();
     idx.sort_unstable();
-    let data: Vec<f32> = idx.iter().flat_map(|&i| features.row(i).iter().copied()).collect();
+    let data: Vec<f32> = idx
+        .iter()
+        .flat_map(|&i| features.row(i).iter().copied())
+        .collect();
     FeatureSet::new(features.dim(), data).expect("rows of a valid FeatureSet stay valid")
 }
 
@@ -163,7 +166,8 @@ pub fn manifold_coverage(
     let mut inside = vec![0.0; queries.len()];
     parallel_rows(&mut inside, |i| {
         let q = queries.row(i);
-        let hit = (0..reference.len()).any(|j| squared_distance(q, reference.row(j)) <= radii_sq[j]);
+        let hit =
+            (0..reference.len()).any(|j| squared_distance(q, reference.row(j)) <= radii_sq[j]);
         if hit { 1.0 } else { 0.0 }
     });
     Ok(inside.iter().sum::<f64>() / queries.len() as f64)
@@ -229,7 +233,9 @@ fn parallel_rows(out: &mut [f64], f: impl Fn(usize) -> f64 + Sync) {
     let threads = if out.len() < 64 {
         1
     } else {
-        thread::available_parallelism().map_or(1, |n| n.get()).min(16)
+        thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(16)
     };
     let per = out.len().div_ceil(threads).max(1);
     let f = &f;

@@ -216,7 +216,10 @@ fn upper_gram(x: &[f64], rows: usize, d: usize) -> Vec<f64> {
     let threads = if work < 1 << 21 {
         1
     } else {
-        thread::available_parallelism().map_or(1, |n| n.get()).min(16).min(d)
+        thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(16)
+            .min(d)
     };
     // Row boundaries so that each thread gets ≈ 1/threads of Σᵢ (d − i).
     let total = d * (d + 1) / 2;
@@ -297,7 +300,12 @@ pub fn frechet_distance(s1: &FeatureStats, s2: &FeatureStats) -> Result<f64, Eva
     s1.validate("first statistics")?;
     s2.validate("second statistics")?;
     let d = s1.dim();
-    let mean_term: f64 = s1.mean.iter().zip(&s2.mean).map(|(a, b)| (a - b) * (a - b)).sum();
+    let mean_term: f64 = s1
+        .mean
+        .iter()
+        .zip(&s2.mean)
+        .map(|(a, b)| (a - b) * (a - b))
+        .sum();
     let trace = |c: &[f64]| (0..d).map(|i| c[i * d + i]).sum::<f64>();
     let tr_sqrt = trace_sqrt_product(&s1.cov, &s2.cov, d)?;
     let fd = mean_term + trace(&s1.cov) + trace(&s2.cov) - 2.0 * tr_sqrt;
@@ -310,10 +318,11 @@ pub fn frechet_distance(s1: &FeatureStats, s2: &FeatureStats) -> Result<f64, Eva
 /// r×r matrix M = Λ_r^½·V_rᵀ·Σ₂·V_r·Λ_r^½ over the r eigenvectors of Σ₁ whose eigenvalue
 /// exceeds d·ε·λ_max(Σ₁) (numpy's `matrix_rank` tolerance).
 ///
-/// NOTE: eigenvalues of Σ₁ at or below that tolerance are rounding noise of exact zeros (a
-/// covariance of n ≤ d vectors has rank n − 1) and are treated as 0: keeping them would add
-/// √(noise) ≈ 1e−7 per direction to the trace. Negative eigenvalues of M (rounding) are clamped
-/// to 0.
+/// NOTE: eigenvalues of Σ₁ or of M at or below that tolerance (r·ε·λ_max(M) for M) are rounding
+/// noise of exact zeros (a covariance of n ≤ d vectors has rank n − 1) and are treated as 0,
+/// negative ones included: keeping them would add √(noise) ≈ 1e−7 per null direction to the
+/// trace, which is what limits pytorch-fid (`sqrtm`) and a plain eigenvalue route to ~1e−8
+/// relative accuracy on rank-deficient covariances.
 ///
 /// # Errors
 ///
@@ -356,5 +365,14 @@ pub fn trace_sqrt_product(cov1: &[f64], cov2: &[f64], d: usize) -> Result<f64, E
     let eig = symmetric_eigen(&m, r, false).ok_or(EvalError::NoConvergence {
         what: "eigenvalues of √Σ₁·Σ₂·√Σ₁",
     })?;
-    Ok(eig.values.iter().map(|&l| l.max(0.0).sqrt()).sum())
+    // The same rank tolerance on M: with rank Σ₂ < r, M has exact zero eigenvalues whose
+    // rounding noise (≈ ε·‖M‖) would otherwise add √(ε·‖M‖) each.
+    let m_max = eig.values.last().copied().unwrap_or(0.0);
+    let m_tolerance = r as f64 * f64::EPSILON * m_max;
+    Ok(eig
+        .values
+        .iter()
+        .filter(|&&l| l > m_tolerance)
+        .map(|&l| l.sqrt())
+        .sum())
 }
