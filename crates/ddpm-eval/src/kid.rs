@@ -7,6 +7,7 @@ use std::thread;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use crate::linalg::dot;
 use crate::{EvalError, FeatureSet};
 
 /// How KID draws its subsets. Defaults are those of torch-fidelity (`kid_subsets = 100`,
@@ -251,20 +252,24 @@ fn check_indices(what: &'static str, idx: &[usize], len: usize) -> Result<(), Ev
 /// kernel sums stream through memory.
 fn mmd2_checked(x: &FeatureSet, y: &FeatureSet, x_idx: &[usize], y_idx: &[usize]) -> f64 {
     let d = x.dim();
-    let gather = |set: &FeatureSet, idx: &[usize]| -> Vec<f32> {
+    let gather = |set: &FeatureSet, idx: &[usize]| -> Vec<f64> {
         idx.iter()
-            .flat_map(|&i| set.row(i).iter().copied())
+            .flat_map(|&i| set.row(i).iter().map(|&v| f64::from(v)))
             .collect()
     };
     let xs = gather(x, x_idx);
     let ys = gather(y, y_idx);
     let (m, n) = (x_idx.len(), y_idx.len());
-    let off_diagonal_sum = |rows: &[f32], count: usize| -> f64 {
+    let kernel = |a: &[f64], b: &[f64]| {
+        let t = dot(a, b) / d as f64 + 1.0;
+        t * t * t
+    };
+    let off_diagonal_sum = |rows: &[f64], count: usize| -> f64 {
         let mut sum = 0.0;
         for i in 0..count {
             let ri = &rows[i * d..(i + 1) * d];
             for j in i + 1..count {
-                sum += polynomial_kernel(ri, &rows[j * d..(j + 1) * d]);
+                sum += kernel(ri, &rows[j * d..(j + 1) * d]);
             }
         }
         2.0 * sum
@@ -275,7 +280,7 @@ fn mmd2_checked(x: &FeatureSet, y: &FeatureSet, x_idx: &[usize], y_idx: &[usize]
     for i in 0..m {
         let ri = &xs[i * d..(i + 1) * d];
         for j in 0..n {
-            kxy += polynomial_kernel(ri, &ys[j * d..(j + 1) * d]);
+            kxy += kernel(ri, &ys[j * d..(j + 1) * d]);
         }
     }
     let (mf, nf) = (m as f64, n as f64);

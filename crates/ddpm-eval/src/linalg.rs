@@ -124,11 +124,11 @@ fn tridiagonalize(
         // p = β·A₂₂·v over the trailing block (rows/cols k+1..n), full symmetric storage.
         for i in k + 1..n {
             let row = &a[i * n + k + 1..(i + 1) * n];
-            let s: f64 = row.iter().zip(&v).map(|(x, y)| x * y).sum();
+            let s = dot(row, &v);
             p[i] = beta * s;
         }
         // w = p − (β·vᵀp/2)·v
-        let vtp: f64 = v.iter().zip(&p[k + 1..n]).map(|(x, y)| x * y).sum();
+        let vtp = dot(&v, &p[k + 1..n]);
         let half = 0.5 * beta * vtp;
         for (pi, &vi) in p[k + 1..n].iter_mut().zip(&v) {
             *pi -= half * vi;
@@ -296,6 +296,26 @@ fn tridiagonal_ql(
         }
     }
     Some(())
+}
+
+/// xᵀy in f64 with eight independent partial sums (so the loop vectorises; a single running
+/// sum is a serial dependency chain).
+///
+/// # Panics
+///
+/// If the lengths differ (a programmer error).
+pub fn dot(x: &[f64], y: &[f64]) -> f64 {
+    assert_eq!(x.len(), y.len(), "dot: lengths differ");
+    let mut acc = [0.0f64; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact(8));
+    let (xr, yr) = (xc.remainder(), yc.remainder());
+    for (a, b) in xc.zip(yc) {
+        for k in 0..8 {
+            acc[k] += a[k] * b[k];
+        }
+    }
+    let tail: f64 = xr.iter().zip(yr).map(|(a, b)| a * b).sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Threads used for the O(n³) products (at most what the machine offers).

@@ -217,15 +217,26 @@ pub fn precision_recall(
     })
 }
 
-/// ‖a − b‖² in f64.
+/// ‖a − b‖² in f64, with eight independent partial sums so the loop vectorises.
 fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
-    a.iter()
-        .zip(b)
+    let mut acc = [0.0f64; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let (ar, br) = (ac.remainder(), bc.remainder());
+    for (x, y) in ac.zip(bc) {
+        for k in 0..8 {
+            let t = f64::from(x[k]) - f64::from(y[k]);
+            acc[k] += t * t;
+        }
+    }
+    let tail: f64 = ar
+        .iter()
+        .zip(br)
         .map(|(&x, &y)| {
             let t = f64::from(x) - f64::from(y);
             t * t
         })
-        .sum()
+        .sum();
+    acc.iter().sum::<f64>() + tail
 }
 
 /// Fills `out[i] = f(i)`, splitting the rows over threads when there are many.
