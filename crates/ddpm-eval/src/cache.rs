@@ -2,7 +2,8 @@
 //!
 //! Layout (format `ddpm-eval-reference-stats`, version 1):
 //! - tensors `mean` (F64 `[d]`), `cov` (F64 `[d, d]`) and optionally `features` (F32 `[m, d]`,
-//!   a fixed-seed subset of the reference features, for [`crate::kid`] and [`crate::prd`]);
+//!   a fixed-seed subset of the reference features, for [`crate::kernel_inception_distance`]
+//!   and [`crate::precision_recall`]);
 //! - metadata `format`, `format_version`, `extractor_id`, `dataset_key`, `count` (the number
 //!   of feature vectors behind `mean`/`cov`) and `dim`.
 //!

@@ -169,8 +169,10 @@ pub fn kid_with_subsets(
 /// Kernel Inception Distance between feature sets `x` (e.g. real) and `y` (generated):
 /// [`mmd2_unbiased`] on `config.subsets` pairs of subsets of size
 /// m = min(`config.subset_size`, |x|, |y|), each drawn without replacement (as
-/// `np.random.choice(n, m, replace=False)` in torch-fidelity), from a `StdRng` (ChaCha12 in rand 0.10, pinned by the lockfile) seeded with
-/// `config.seed`; reports the mean and the standard deviation over subsets.
+/// `np.random.choice(n, m, replace=False)` in torch-fidelity), from a `StdRng` (ChaCha12 in
+/// rand 0.10, pinned by the lockfile) seeded with `config.seed`; reports the mean and the
+/// standard deviation over subsets. The draws differ from torch-fidelity's (numpy's
+/// `RandomState`); [`kid_with_subsets`] takes explicit subsets to reproduce them.
 ///
 /// NOTE: the two sets must be independent samples. KID of a set against itself (or against a
 /// set sharing vectors with it) is biased negative: subsets then overlap and the cross term
@@ -182,8 +184,12 @@ pub fn kid_with_subsets(
 ///
 /// [`EvalError::DimensionMismatch`]; [`EvalError::TooFewSamples`] if a set has fewer than 2
 /// vectors; [`EvalError::BadSetting`] if `config.subsets` is 0 or `config.subset_size` < 2.
-#[doc(alias = "kernel_inception_distance")]
-pub fn kid(x: &FeatureSet, y: &FeatureSet, config: &KidConfig) -> Result<KidOutput, EvalError> {
+#[doc(alias = "kid")]
+pub fn kernel_inception_distance(
+    x: &FeatureSet,
+    y: &FeatureSet,
+    config: &KidConfig,
+) -> Result<KidOutput, EvalError> {
     check_pair(x, y)?;
     if config.subsets == 0 {
         return Err(EvalError::BadSetting {

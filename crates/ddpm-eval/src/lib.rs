@@ -16,7 +16,8 @@
 //! - [`linalg`]: symmetric eigendecomposition (Householder + implicit QL) and matrix products.
 //! - [`FeatureStats`], [`StatsAccumulator`]: streaming mean / unbiased covariance (Chan et al.).
 //! - [`frechet_distance`]: ‖μ₁−μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂) (Heusel et al. 2017).
-//! - [`kid()`]: unbiased MMD² with the cubic polynomial kernel over subsets (Bińkowski et al. 2018).
+//! - [`kernel_inception_distance`]: unbiased MMD², cubic polynomial kernel, over random subsets
+//!   (Bińkowski et al. 2018).
 //! - [`precision_recall`]: k-NN manifold precision/recall (Kynkäänniemi et al. 2019).
 //! - [`save_stats`], [`load_stats`], [`cache_file_name`]: the reference-statistics cache file.
 #![warn(missing_docs)]
@@ -34,6 +35,6 @@ pub use cache::{ReferenceStats, cache_file_name, cache_key, load_stats, save_sta
 pub use error::EvalError;
 pub use extractor::{ExtractorOutput, FeatureExtractor};
 pub use features::FeatureSet;
-pub use kid::{KidConfig, KidOutput, kid, kid_with_subsets, mmd2_unbiased};
+pub use kid::{KidConfig, KidOutput, kernel_inception_distance, kid_with_subsets, mmd2_unbiased};
 pub use prd::{PrdConfig, PrecisionRecall, precision_recall};
 pub use stats::{FeatureStats, StatsAccumulator, frechet_distance, trace_sqrt_product};

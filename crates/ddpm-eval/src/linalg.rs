@@ -29,7 +29,7 @@ const MAX_QL_ITERATIONS: usize = 64;
 
 /// Eigendecomposition A = V·diag(λ)·Vᵀ of the symmetric n×n row-major matrix `a` (only its
 /// lower triangle is read, so a matrix that is symmetric up to rounding is treated as its
-/// lower-triangle mirror). With `vectors = false` only the eigenvalues are computed (≈ 5× faster).
+/// lower-triangle mirror). With `vectors = false` only the eigenvalues are computed (≈ 3× faster).
 ///
 /// Returns `None` if the QL iteration does not converge (not observed for finite input: the
 /// implicit shifted QL iteration converges globally for symmetric tridiagonal matrices) or if

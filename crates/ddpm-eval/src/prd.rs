@@ -66,8 +66,9 @@ pub struct PrecisionRecall {
     pub generated_used: usize,
 }
 
-/// Up to `max` rows of `features` drawn without replacement with a `StdRng` (ChaCha12 in rand 0.10) seeded by
-/// `seed`, kept in their original order; all rows (a copy) if there are no more than `max`.
+/// Up to `max` rows of `features` drawn without replacement with a `StdRng` (ChaCha12 in
+/// rand 0.10) seeded by `seed`, kept in their original order; all rows (a copy) if there are no
+/// more than `max`.
 pub fn subsample(features: &FeatureSet, max: usize, seed: u64) -> FeatureSet {
     if features.len() <= max {
         return features.clone();

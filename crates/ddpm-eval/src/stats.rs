@@ -94,7 +94,7 @@ impl FeatureStats {
 /// Streaming mean/covariance in f64 over batches of features.
 ///
 /// Each batch is centred on its own mean (two passes over the batch, so no catastrophic
-/// cancellation of E[xxᵀ] − μμᵀ), and batches are combined with the pairwise update of Chan,
+/// cancellation of E\[xxᵀ\] − μμᵀ), and batches are combined with the pairwise update of Chan,
 /// Golub & LeVeque (1979, "Updating formulae and a pairwise algorithm for computing sample
 /// variances"): with δ = μ_B − μ_A, n = n_A + n_B,
 /// μ = μ_A + δ·n_B/n and M₂ = M₂_A + M₂_B + δδᵀ·n_A·n_B/n, where M₂ = Σ (x − μ)(x − μ)ᵀ.

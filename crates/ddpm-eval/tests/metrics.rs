@@ -6,8 +6,8 @@ use ddpm_eval::linalg::{matmul, spectral_function, symmetric_eigen};
 use ddpm_eval::prd::{knn_radii_squared, manifold_coverage, subsample};
 use ddpm_eval::{
     EvalError, FeatureSet, FeatureStats, KidConfig, PrdConfig, ReferenceStats, StatsAccumulator,
-    cache_file_name, cache_key, frechet_distance, kid, kid_with_subsets, load_stats, mmd2_unbiased,
-    precision_recall, save_stats,
+    cache_file_name, cache_key, frechet_distance, kernel_inception_distance, kid_with_subsets,
+    load_stats, mmd2_unbiased, precision_recall, save_stats,
 };
 use serde_json::Value;
 
@@ -551,7 +551,7 @@ fn kid_properties() {
     let big = fixture("fd_d64");
     let d = big.x.dim();
     let half = |lo: usize| FeatureSet::new(d, big.x.as_slice()[lo * d..(lo + 60) * d].to_vec());
-    let halves = kid(
+    let halves = kernel_inception_distance(
         &half(0).unwrap(),
         &half(60).unwrap(),
         &KidConfig::default().with_subsets(20).with_subset_size(30),
@@ -566,18 +566,22 @@ fn kid_properties() {
     );
     // One set against itself: overlapping subsets put k(x, x) into the cross term, so the
     // estimate is biased negative (documented on `kid`).
-    let same = kid(&f.x, &f.x, &config).unwrap();
+    let same = kernel_inception_distance(&f.x, &f.x, &config).unwrap();
     assert!(same.mean < 0.0, "{} ± {}", same.mean, same.std);
     // Different distributions: clearly positive.
-    let diff = kid(&f.x, &f.y, &config).unwrap();
+    let diff = kernel_inception_distance(&f.x, &f.y, &config).unwrap();
     eprintln!("KID(x, y) = {} ± {}", diff.mean, diff.std);
     assert!(diff.mean > 5.0 * diff.std, "{} ± {}", diff.mean, diff.std);
     // Seeded: reproducible, and another seed draws other subsets.
-    assert_eq!(kid(&f.x, &f.y, &config).unwrap(), diff);
-    let reseeded = kid(&f.x, &f.y, &config.clone().with_seed(1)).unwrap();
+    assert_eq!(
+        kernel_inception_distance(&f.x, &f.y, &config).unwrap(),
+        diff
+    );
+    let reseeded = kernel_inception_distance(&f.x, &f.y, &config.clone().with_seed(1)).unwrap();
     assert_ne!(reseeded.per_subset, diff.per_subset);
     // The subset size is capped at the smaller set (50 here), as clean-fid does.
-    let capped = kid(&f.x, &f.y, &KidConfig::default().with_subsets(2)).unwrap();
+    let capped =
+        kernel_inception_distance(&f.x, &f.y, &KidConfig::default().with_subsets(2)).unwrap();
     assert_eq!(capped.subset_size, 50);
     assert_eq!(capped.per_subset.len(), 2);
 }
@@ -585,7 +589,7 @@ fn kid_properties() {
 #[test]
 fn kid_refuses_bad_settings() {
     let f = fixture("fd_d8");
-    let bad = |c: KidConfig| kid(&f.x, &f.y, &c);
+    let bad = |c: KidConfig| kernel_inception_distance(&f.x, &f.y, &c);
     assert!(matches!(
         bad(KidConfig::default().with_subsets(0)),
         Err(EvalError::BadSetting { .. })
@@ -596,7 +600,7 @@ fn kid_refuses_bad_settings() {
     ));
     let other = FeatureSet::new(4, vec![0.0; 40]).unwrap();
     assert!(matches!(
-        kid(&f.x, &other, &KidConfig::default()),
+        kernel_inception_distance(&f.x, &other, &KidConfig::default()),
         Err(EvalError::DimensionMismatch { .. })
     ));
     assert!(matches!(
