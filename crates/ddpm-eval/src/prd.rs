@@ -108,25 +108,30 @@ pub fn knn_radii_squared(set: &FeatureSet, k: usize) -> Result<Vec<f64>, EvalErr
     }
     let n = set.len();
     let mut radii = vec![0.0; n];
-    parallel_rows(&mut radii, |i| {
-        // The k smallest distances so far, ascending.
-        let mut best = vec![f64::INFINITY; k];
-        let xi = set.row(i);
+    parallel_blocks(&mut radii, |i0, out| {
+        // Per row of the block, the k smallest distances so far, ascending.
+        let mut best = vec![f64::INFINITY; k * out.len()];
         for j in 0..n {
-            if j == i {
-                continue;
-            }
-            let dist = squared_distance(xi, set.row(j));
-            if dist < best[k - 1] {
-                let mut p = k - 1;
-                while p > 0 && best[p - 1] > dist {
-                    best[p] = best[p - 1];
-                    p -= 1;
+            let xj = set.row(j);
+            for (r, best) in best.chunks_mut(k).enumerate() {
+                let i = i0 + r;
+                if j == i {
+                    continue;
                 }
-                best[p] = dist;
+                let dist = squared_distance(set.row(i), xj);
+                if dist < best[k - 1] {
+                    let mut p = k - 1;
+                    while p > 0 && best[p - 1] > dist {
+                        best[p] = best[p - 1];
+                        p -= 1;
+                    }
+                    best[p] = dist;
+                }
             }
         }
-        best[k - 1]
+        for (o, best) in out.iter_mut().zip(best.chunks(k)) {
+            *o = best[k - 1];
+        }
     });
     Ok(radii)
 }
@@ -165,11 +170,20 @@ pub fn manifold_coverage(
         });
     }
     let mut inside = vec![0.0; queries.len()];
-    parallel_rows(&mut inside, |i| {
-        let q = queries.row(i);
-        let hit =
-            (0..reference.len()).any(|j| squared_distance(q, reference.row(j)) <= radii_sq[j]);
-        if hit { 1.0 } else { 0.0 }
+    parallel_blocks(&mut inside, |i0, out| {
+        let mut open = out.len();
+        for (j, &radius) in radii_sq.iter().enumerate() {
+            if open == 0 {
+                break;
+            }
+            let rj = reference.row(j);
+            for (r, o) in out.iter_mut().enumerate() {
+                if *o == 0.0 && squared_distance(queries.row(i0 + r), rj) <= radius {
+                    *o = 1.0;
+                    open -= 1;
+                }
+            }
+        }
     });
     Ok(inside.iter().sum::<f64>() / queries.len() as f64)
 }
@@ -240,8 +254,13 @@ fn squared_distance(a: &[f32], b: &[f32]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-/// Fills `out[i] = f(i)`, splitting the rows over threads when there are many.
-fn parallel_rows(out: &mut [f64], f: impl Fn(usize) -> f64 + Sync) {
+/// Rows handled together by one pass over the other set (cache blocking: each row of the other
+/// set is fetched once per block).
+const PRD_BLOCK: usize = 8;
+
+/// Calls `f(i0, out[i0..i0 + PRD_BLOCK])` for each block of rows, spreading the blocks over
+/// threads when there are many rows.
+fn parallel_blocks(out: &mut [f64], f: impl Fn(usize, &mut [f64]) + Sync) {
     let threads = if out.len() < 64 {
         1
     } else {
@@ -249,13 +268,14 @@ fn parallel_rows(out: &mut [f64], f: impl Fn(usize) -> f64 + Sync) {
             .map_or(1, |n| n.get())
             .min(16)
     };
-    let per = out.len().div_ceil(threads).max(1);
+    let blocks = out.len().div_ceil(PRD_BLOCK);
+    let per = blocks.div_ceil(threads).max(1) * PRD_BLOCK;
     let f = &f;
     thread::scope(|scope| {
         for (c, chunk) in out.chunks_mut(per).enumerate() {
             scope.spawn(move || {
-                for (o, v) in chunk.iter_mut().enumerate() {
-                    *v = f(c * per + o);
+                for (b, block) in chunk.chunks_mut(PRD_BLOCK).enumerate() {
+                    f(c * per + b * PRD_BLOCK, block);
                 }
             });
         }

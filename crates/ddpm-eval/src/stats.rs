@@ -12,6 +12,9 @@ use crate::{EvalError, FeatureSet};
 /// `STATS_CHUNK_ROWS · dim` values (4 MiB at dim = 2048).
 const STATS_CHUNK_ROWS: usize = 256;
 
+/// Output rows of the cross-product matrix computed together (cache blocking).
+const GRAM_BLOCK: usize = 4;
+
 /// Mean and covariance of `count` feature vectors, in f64.
 ///
 /// The covariance is the unbiased sample covariance (divisor n − 1),
@@ -240,17 +243,24 @@ fn upper_gram(x: &[f64], rows: usize, d: usize) -> Vec<f64> {
             let (mine, tail) = rest.split_at_mut((hi - lo) * d);
             rest = tail;
             let mut task = move || {
-                for (ri, out_row) in mine.chunks_mut(d).enumerate() {
-                    let i = lo + ri;
-                    let out_tail = &mut out_row[i..];
+                // GRAM_BLOCK output rows at a time, so each sample's tail xs[i0..] is fetched
+                // once per block and reused from L1 (entries left of the diagonal within a
+                // block are computed too; they are never read).
+                for (gi, group) in mine.chunks_mut(GRAM_BLOCK * d).enumerate() {
+                    let i0 = lo + gi * GRAM_BLOCK;
+                    let g = group.len() / d;
                     for s in 0..rows {
                         let xs = &x[s * d..(s + 1) * d];
-                        let xi = xs[i];
-                        if xi == 0.0 {
-                            continue;
-                        }
-                        for (o, &xj) in out_tail.iter_mut().zip(&xs[i..]) {
-                            *o += xi * xj;
+                        let tail = &xs[i0..];
+                        for r in 0..g {
+                            let xi = xs[i0 + r];
+                            if xi == 0.0 {
+                                continue;
+                            }
+                            let out_row = &mut group[r * d + i0..(r + 1) * d];
+                            for (o, &xj) in out_row.iter_mut().zip(tail) {
+                                *o += xi * xj;
+                            }
                         }
                     }
                 }

@@ -300,6 +300,32 @@ fn stats_streaming_equals_one_batch() {
 }
 
 #[test]
+fn stats_of_a_wide_set_match_a_two_pass_computation() {
+    // 300 × 160 is large enough for the threaded, blocked cross-product path (≥ 2²¹
+    // multiply-adds per 256-row chunk); the reference is the textbook two-pass formula.
+    let (n, d) = (300, 160);
+    let mut rng = Uniform(17);
+    let data: Vec<f32> = (0..n * d)
+        .map(|i| (rng.next() * 4.0 + (i % d) as f64 * 0.01) as f32)
+        .collect();
+    let s = FeatureStats::from_features(&FeatureSet::new(d, data.clone()).unwrap()).unwrap();
+    let x: Vec<f64> = data.iter().map(|&v| f64::from(v)).collect();
+    let mean: Vec<f64> = (0..d)
+        .map(|j| (0..n).map(|i| x[i * d + j]).sum::<f64>() / n as f64)
+        .collect();
+    for a in 0..d {
+        assert!((s.mean[a] - mean[a]).abs() < 1e-14);
+        for b in 0..d {
+            let c: f64 = (0..n)
+                .map(|i| (x[i * d + a] - mean[a]) * (x[i * d + b] - mean[b]))
+                .sum::<f64>()
+                / (n - 1) as f64;
+            assert!((s.cov[a * d + b] - c).abs() < 1e-13, "cov[{a},{b}]");
+        }
+    }
+}
+
+#[test]
 fn stats_survive_a_large_offset() {
     // Values 1e6 + k/16 are exact in f32. A one-pass E[xxᵀ] − μμᵀ in f64 loses ~1e12·ε ≈ 1e−4
     // of the unit-scale covariance; centring keeps it at rounding level.
