@@ -241,6 +241,12 @@ pub fn load_stats(
     if d == 0 {
         return Err(bad("tensor `mean` is empty".into()));
     }
+    let dim_text = get("dim")?;
+    if dim_text != &d.to_string() {
+        return Err(bad(format!(
+            "metadata `dim` is `{dim_text}` but tensor `mean` has {d} values"
+        )));
+    }
     let cov_t = tensor("cov", Dtype::F64)?;
     if cov_t.shape() != [d, d] {
         return Err(bad(format!(

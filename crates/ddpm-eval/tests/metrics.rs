@@ -227,6 +227,24 @@ fn eigen_of_a_gram_matrix_of_size_200() {
 }
 
 #[test]
+#[should_panic(expected = "symmetric_eigen: matrix is not 3×3")]
+fn eigen_panics_on_a_wrong_size() {
+    let _ = symmetric_eigen(&[1.0; 8], 3, false);
+}
+
+#[test]
+#[should_panic(expected = "matmul: B is not 3×2")]
+fn matmul_panics_on_a_wrong_size() {
+    let _ = matmul(&[1.0; 6], &[1.0; 5], 2, 3, 2);
+}
+
+#[test]
+#[should_panic(expected = "dot: lengths differ")]
+fn dot_panics_on_different_lengths() {
+    let _ = ddpm_eval::linalg::dot(&[1.0; 3], &[1.0; 4]);
+}
+
+#[test]
 fn matmul_against_the_definition() {
     let (r, k, c) = (7, 13, 5);
     let mut rng = Uniform(3);
@@ -556,6 +574,21 @@ fn kid_matches_torch_fidelity_on_its_subsets() {
         }
         assert_eq!(out.subset_size, k["subset_size"].as_u64().unwrap() as usize);
     }
+}
+
+#[test]
+fn polynomial_kernel_by_hand() {
+    // (xᵀy/d + 1)³ with xᵀy = 1·3 + 2·4 = 11, d = 2: 6.5³ = 274.625.
+    assert_eq!(
+        ddpm_eval::kid::polynomial_kernel(&[1.0, 2.0], &[3.0, 4.0]),
+        274.625
+    );
+}
+
+#[test]
+#[should_panic(expected = "polynomial_kernel: lengths differ")]
+fn polynomial_kernel_panics_on_different_lengths() {
+    let _ = ddpm_eval::kid::polynomial_kernel(&[1.0], &[1.0, 2.0]);
 }
 
 #[test]
@@ -904,6 +937,7 @@ fn cache_refuses_malformed_files() {
         ("format_version", ok.clone(), with("format_version", "2")),
         ("count", ok.clone(), with("count", "1")),
         ("count", ok.clone(), with("count", "many")),
+        ("dim", ok.clone(), with("dim", "3")),
         (
             "format",
             ok.clone(),
