@@ -181,7 +181,8 @@ pub fn kid_with_subsets(
 /// set sharing vectors with it) is biased negative: subsets then overlap and the cross term
 /// includes k(x, x).
 ///
-/// Cost: s · 2m² · d multiply-adds (100 × 1000 × 2048: ≈ 4·10¹¹), spread over threads.
+/// Cost: s · 2m² · d multiply-adds (100 × 1000 × 2048: ≈ 4·10¹¹), subsets spread over threads;
+/// memory: each thread holds its two subsets in f64 (2·m·d values, 32 MiB at m = 1000, d = 2048).
 ///
 /// # Errors
 ///

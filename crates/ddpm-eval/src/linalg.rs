@@ -50,14 +50,9 @@ pub fn symmetric_eigen(a: &[f64], n: usize, vectors: bool) -> Option<SymmetricEi
             vectors_t: Vec::new(),
         });
     }
-    // Work on the lower triangle mirrored, so asymmetric rounding in the caller cannot matter.
-    let mut w = vec![0.0; n * n];
-    for i in 0..n {
-        for j in 0..=i {
-            w[i * n + j] = a[i * n + j];
-            w[j * n + i] = a[i * n + j];
-        }
-    }
+    // The reduction reads and updates the lower triangle only, so asymmetric rounding in the
+    // caller cannot matter (the strict upper triangle of the copy is never read).
+    let w = a.to_vec();
     let (mut diag, mut off, mut z) = tridiagonalize(w, n, vectors);
     tridiagonal_ql(&mut diag, &mut off, z.as_deref_mut(), n)?;
     // Sort ascending, carrying the eigenvector rows along.
@@ -81,7 +76,8 @@ pub fn symmetric_eigen(a: &[f64], n: usize, vectors: bool) -> Option<SymmetricEi
     })
 }
 
-/// Householder reduction of the symmetric matrix `a` (full storage, row-major): returns the
+/// Householder reduction of the symmetric matrix `a` (row-major; only the lower triangle is read
+/// and updated, halving the memory traffic of the O(n³) part): returns the
 /// diagonal d, the off-diagonal e (`e[i]` = T[i, i+1], length n − 1 padded to n with a 0) and,
 /// when `vectors`, Qᵀ (row-major) with A = Q·T·Qᵀ.
 ///
@@ -121,22 +117,29 @@ fn tridiagonalize(
         off[k] = alpha * scale;
         // v copied out contiguously (column k is strided in row-major storage).
         let v: Vec<f64> = (k + 1..n).map(|i| a[i * n + k]).collect();
-        // p = β·A₂₂·v over the trailing block (rows/cols k+1..n), full symmetric storage.
-        for i in k + 1..n {
-            let row = &a[i * n + k + 1..(i + 1) * n];
-            let s = dot(row, &v);
-            p[i] = beta * s;
+        // p = β·A₂₂·v over the trailing block (rows/cols k+1..n) from its lower triangle only
+        // (one pass: row i's strictly-lower part gives Σⱼ<ᵢ aᵢⱼvⱼ to pᵢ and aᵢⱼvᵢ to each pⱼ).
+        p[k + 1..n].iter_mut().for_each(|x| *x = 0.0);
+        for (ii, i) in (k + 1..n).enumerate() {
+            let vi = v[ii];
+            let row = &a[i * n + k + 1..i * n + i];
+            let lower = dot(row, &v[..ii]);
+            for (pj, &aij) in p[k + 1..i].iter_mut().zip(row) {
+                *pj += aij * vi;
+            }
+            p[i] += lower + a[i * n + i] * vi;
         }
+        p[k + 1..n].iter_mut().for_each(|x| *x *= beta);
         // w = p − (β·vᵀp/2)·v
         let vtp = dot(&v, &p[k + 1..n]);
         let half = 0.5 * beta * vtp;
         for (pi, &vi) in p[k + 1..n].iter_mut().zip(&v) {
             *pi -= half * vi;
         }
-        // A₂₂ ← A₂₂ − v·wᵀ − w·vᵀ (full block, keeps it symmetric).
+        // A₂₂ ← A₂₂ − v·wᵀ − w·vᵀ, lower triangle (diagonal included) only.
         for (ii, i) in (k + 1..n).enumerate() {
             let (vi, wi) = (v[ii], p[i]);
-            let row = &mut a[i * n + k + 1..(i + 1) * n];
+            let row = &mut a[i * n + k + 1..=i * n + i];
             for ((aij, &vj), &wj) in row.iter_mut().zip(&v).zip(&p[k + 1..n]) {
                 *aij -= vi * wj + wi * vj;
             }
