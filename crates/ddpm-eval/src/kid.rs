@@ -1,5 +1,5 @@
 //! Kernel Inception Distance (Bińkowski, Sutherland, Arbel & Gretton 2018, "Demystifying MMD
-//! GANs", arXiv:1801.01401v5, §4 and Appendix D): the unbiased estimate of the squared maximum
+//! GANs", arXiv:1801.01401, §4, "Kernel Inception Distance"): the unbiased estimate of the squared maximum
 //! mean discrepancy with the cubic polynomial kernel, averaged over random subsets.
 
 use std::thread;
@@ -72,8 +72,8 @@ pub struct KidOutput {
     pub subset_size: usize,
 }
 
-/// The cubic polynomial kernel of KID, k(x, y) = (xᵀy / d + 1)³ (Bińkowski et al. 2018, Eq. 3
-/// with γ = 1/d, c = 1, degree 3), accumulated in f64.
+/// The cubic polynomial kernel of KID, k(x, y) = (xᵀy / d + 1)³ (Bińkowski et al. 2018,
+/// §4: polynomial kernel with γ = 1/d, c = 1, degree 3), accumulated in f64.
 ///
 /// # Panics
 ///
@@ -91,7 +91,8 @@ pub fn polynomial_kernel(x: &[f32], y: &[f32]) -> f64 {
 }
 
 /// Unbiased MMD² between the rows `x_idx` of `x` and the rows `y_idx` of `y` (Gretton et al.
-/// 2012, Lemma 6; Bińkowski et al. 2018, Eq. 2), with m = |x_idx|, n = |y_idx|:
+/// 2012, "A Kernel Two-Sample Test", MMD²ᵤ, as used by Bińkowski et al. 2018), with
+/// m = |x_idx|, n = |y_idx|:
 ///
 /// MMD²ᵤ = 1/(m(m−1)) Σ_{i≠j} k(xᵢ, xⱼ) + 1/(n(n−1)) Σ_{i≠j} k(yᵢ, yⱼ) − 2/(mn) Σ_{i,j} k(xᵢ, yⱼ)
 ///

@@ -1,5 +1,5 @@
 //! Improved precision and recall (Kynkäänniemi, Karras, Laine, Lehtinen & Aila 2019, "Improved
-//! Precision and Recall Metric for Assessing Generative Models", arXiv:1904.06991v3, §2, Eq. 1–2):
+//! Precision and Recall Metric for Assessing Generative Models", arXiv:1904.06991, §2):
 //! each set's manifold is the union of balls around its points with radius the distance to the
 //! k-th nearest neighbour within the set.
 
@@ -13,11 +13,11 @@ use crate::{EvalError, FeatureSet};
 /// Settings of [`precision_recall`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrdConfig {
-    /// Neighbourhood size k (default 3, the paper's choice, §2 and Fig. 3).
+    /// Neighbourhood size k (default 3, the value the paper recommends).
     pub k: usize,
-    /// Each set larger than this is replaced by a random subset of this size, since the metric
-    /// costs O(n²·d) (default `Some(10_000)`, the paper's sample count for its FFHQ/StyleGAN
-    /// experiments is 50,000; 10,000 keeps an evaluation to minutes on a CPU). `None`: use all.
+    /// Each set larger than this is replaced by a seeded random subset of this size, since the
+    /// metric costs O(n²·d) (default `Some(10_000)`: a cap chosen here to keep an evaluation to
+    /// minutes on a CPU; NVlabs' implementation uses every sample it is given). `None`: use all.
     pub max_samples: Option<usize>,
     /// Seed of the subsampling (default 0).
     pub seed: u64,
@@ -56,9 +56,9 @@ impl PrdConfig {
 /// Precision and recall of a generated set against a real one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PrecisionRecall {
-    /// Fraction of generated samples inside the real manifold (Eq. 2, precision).
+    /// Fraction of generated samples inside the real manifold (precision).
     pub precision: f64,
-    /// Fraction of real samples inside the generated manifold (Eq. 2, recall).
+    /// Fraction of real samples inside the generated manifold (recall).
     pub recall: f64,
     /// Number of real samples used (after subsampling).
     pub real_used: usize,
@@ -138,7 +138,7 @@ pub fn knn_radii_squared(set: &FeatureSet, k: usize) -> Result<Vec<f64>, EvalErr
 
 /// Fraction of `queries` rows inside the manifold of `reference` (rows with squared radii
 /// `radii_sq`): a query q counts if ‖q − r‖² ≤ radius²(r) for at least one reference row r
-/// (Kynkäänniemi et al. 2019, Eq. 1; `≤` as in NVlabs' implementation).
+/// (Kynkäänniemi et al. 2019, §2; `≤` as in NVlabs' implementation).
 ///
 /// # Errors
 ///
@@ -188,7 +188,7 @@ pub fn manifold_coverage(
     Ok(inside.iter().sum::<f64>() / queries.len() as f64)
 }
 
-/// Improved precision and recall of `generated` against `real` (Kynkäänniemi et al. 2019, Eq. 2):
+/// Improved precision and recall of `generated` against `real` (Kynkäänniemi et al. 2019, §2):
 /// precision = |{g : g ∈ manifold(real)}| / |generated|, recall = |{r : r ∈ manifold(generated)}|
 /// / |real|, with k-NN manifolds ([`knn_radii_squared`], [`manifold_coverage`]); each set is first
 /// capped at `config.max_samples` rows by [`subsample`] (seeds `config.seed` and

@@ -1,6 +1,6 @@
 //! Feature statistics (mean and covariance in f64) and the Fréchet distance between two Gaussians
 //! fitted to them: FID (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update Rule
-//! Converge to a Local Nash Equilibrium", arXiv:1706.08500v6, Eq. 6) when the features are
+//! Converge to a Local Nash Equilibrium", arXiv:1706.08500) when the features are
 //! Inception-v3 pool features.
 
 use std::thread;
@@ -275,7 +275,7 @@ fn upper_gram(x: &[f64], rows: usize, d: usize) -> Vec<f64> {
     out
 }
 
-/// Fréchet distance between the Gaussians N(μ₁, Σ₁) and N(μ₂, Σ₂) (Heusel et al. 2017, Eq. 6;
+/// Fréchet distance between the Gaussians N(μ₁, Σ₁) and N(μ₂, Σ₂) (Heusel et al. 2017;
 /// Dowson & Landau 1982):
 ///
 /// d² = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2·tr √(Σ₁Σ₂)
