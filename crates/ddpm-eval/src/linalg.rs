@@ -24,6 +24,9 @@ pub struct SymmetricEigen {
     pub vectors_t: Vec<f64>,
 }
 
+/// Rows of Qᵀ accumulated together (cache blocking).
+const ACCUMULATE_BLOCK: usize = 16;
+
 /// Most QL iterations spent on one eigenvalue before giving up (two or three are typical).
 const MAX_QL_ITERATIONS: usize = 64;
 
@@ -157,47 +160,68 @@ fn tridiagonalize(
     if !vectors {
         return (diag, off, None);
     }
-    // Qᵀ = H_{n−3} ⋯ H_1 H_0 (each H is symmetric), built by backward accumulation:
-    // Qᵀ is computed as (H_0 H_1 ⋯)ᵀ; we accumulate Q = H_0 (H_1 (⋯ H_{n−3})) acting on the
-    // trailing block, then transpose.
+    // Qᵀ = H_{n−3} ⋯ H_1 H_0 (each H symmetric), built row by row: row r of Qᵀ is
+    // e_rᵀ·H_{n−3}⋯H_0, i.e. e_rᵀ multiplied by H_k for k = n−3 down to 0, each step
+    // row ← row − β_k·(row·v_k)·v_kᵀ on entries k+1... H_k leaves e_rᵀ alone while r ≤ k
+    // (v_k is zero there), so row r only meets the reflections k < r. Rows are independent:
+    // they are processed in blocks of ACCUMULATE_BLOCK (each v_k fetched once per block) and
+    // the blocks split over threads.
+    let mut packed = Vec::with_capacity(n * n / 2 + n);
+    let mut starts = vec![0; n];
+    for k in 0..n.saturating_sub(2) {
+        starts[k] = packed.len();
+        packed.extend((k + 1..n).map(|i| a[i * n + k]));
+    }
     let mut q = vec![0.0; n * n];
     for i in 0..n {
         q[i * n + i] = 1.0;
     }
-    let mut tmp = vec![0.0; n];
-    for k in (0..n.saturating_sub(2)).rev() {
-        let beta = betas[k];
-        if beta == 0.0 {
-            continue;
-        }
-        // Q₂₂ ← (I − β v vᵀ) Q₂₂ on rows/cols k+1..n: tmpᵀ = β·vᵀ Q₂₂, Q₂₂ −= v·tmpᵀ.
-        tmp[k + 1..n].iter_mut().for_each(|t| *t = 0.0);
-        for i in k + 1..n {
-            let vi = a[i * n + k];
-            if vi == 0.0 {
-                continue;
-            }
-            let row = &q[i * n + k + 1..(i + 1) * n];
-            for (t, &qij) in tmp[k + 1..n].iter_mut().zip(row) {
-                *t += vi * qij;
-            }
-        }
-        for t in &mut tmp[k + 1..n] {
-            *t *= beta;
-        }
-        for i in k + 1..n {
-            let vi = a[i * n + k];
-            if vi == 0.0 {
-                continue;
-            }
-            let row = &mut q[i * n + k + 1..(i + 1) * n];
-            for (qij, &t) in row.iter_mut().zip(&tmp[k + 1..n]) {
-                *qij -= vi * t;
-            }
+    // Work of row r ∝ Σ_{k<r} (n − k); split rows so that threads get equal shares.
+    let threads = threads_for(n * n * n / 4).min(n);
+    let work = |r: usize| r * n - r * r.saturating_sub(1) / 2;
+    let total = work(n);
+    let mut bounds = vec![0];
+    for r in 1..n {
+        if work(r) * threads >= total * bounds.len() && bounds.len() < threads {
+            bounds.push(r);
         }
     }
-    // Rows of the returned matrix must be the columns of Q.
-    transpose_in_place(&mut q, n);
+    bounds.push(n);
+    bounds.dedup();
+    let (packed, starts, betas) = (&packed, &starts, &betas);
+    thread::scope(|scope| {
+        let mut rest: &mut [f64] = &mut q;
+        for w in bounds.windows(2) {
+            let (lo, hi) = (w[0], w[1]);
+            let (mine, tail) = rest.split_at_mut((hi - lo) * n);
+            rest = tail;
+            let mut task = move || {
+                for (bi, block) in mine.chunks_mut(ACCUMULATE_BLOCK * n).enumerate() {
+                    let r0 = lo + bi * ACCUMULATE_BLOCK;
+                    let r1 = r0 + block.len() / n;
+                    for k in (0..n.saturating_sub(2).min(r1)).rev() {
+                        let beta = betas[k];
+                        if beta == 0.0 {
+                            continue;
+                        }
+                        let v = &packed[starts[k]..starts[k] + n - k - 1];
+                        for r in r0.max(k + 1)..r1 {
+                            let row = &mut block[(r - r0) * n + k + 1..(r - r0 + 1) * n];
+                            let t = beta * dot(row, v);
+                            for (x, &vi) in row.iter_mut().zip(v) {
+                                *x -= t * vi;
+                            }
+                        }
+                    }
+                }
+            };
+            if threads == 1 {
+                task();
+            } else {
+                scope.spawn(task);
+            }
+        }
+    });
     (diag, off, Some(q))
 }
 

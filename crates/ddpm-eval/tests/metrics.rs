@@ -207,9 +207,10 @@ fn eigen_rank_one_and_reads_lower_triangle() {
 }
 
 #[test]
-fn eigen_of_a_gram_matrix_of_size_200() {
+fn eigen_of_a_gram_matrix_of_size_260() {
     // A = B·Bᵀ (PSD): trace and Frobenius norm are spectral invariants computed without eigen.
-    let n = 200;
+    // n = 260 takes the threaded paths of the reduction's Q accumulation and of `matmul`.
+    let n = 260;
     let mut rng = Uniform(9);
     let b: Vec<f64> = (0..n * n).map(|_| rng.next()).collect();
     let a = matmul(&b, &transpose(&b, n, n), n, n, n);
