@@ -6,9 +6,10 @@
 //! implicit QL iteration with Wilkinson shifts on T (the QL form of §8.3.3, as in Wilkinson &
 //! Reinsch, *Handbook for Automatic Computation* II, procedure `tql2`). Eigenvalues are accurate
 //! to about ε·‖A‖₂; the eigenvectors are orthonormal to about n·ε. Cost: ≈ 4/3·n³ for the
-//! reduction, 4/3·n³ to accumulate Q and ≈ 3·n³ for the QL sweeps with vectors (n = 2048: tens
-//! of seconds single-threaded in an optimised build, dominated by the QL rotations); eigenvalues
-//! alone cost ≈ 4/3·n³.
+//! reduction (lower triangle only), 4/3·n³ to accumulate Q and ≈ 3·n³ for the QL rotations of
+//! the eigenvectors; the last two run on threads (row blocks of Qᵀ, column blocks of the
+//! eigenvector matrix). Eigenvalues alone cost ≈ 4/3·n³ (n = 2048: ~10 s, with vectors well
+//! under a minute on one core of a shared 2-core machine).
 
 use std::thread;
 
@@ -56,21 +57,42 @@ pub fn symmetric_eigen(a: &[f64], n: usize, vectors: bool) -> Option<SymmetricEi
     // The reduction reads and updates the lower triangle only, so asymmetric rounding in the
     // caller cannot matter (the strict upper triangle of the copy is never read).
     let w = a.to_vec();
-    let (mut diag, mut off, mut z) = tridiagonalize(w, n, vectors);
-    tridiagonal_ql(&mut diag, &mut off, z.as_deref_mut(), n)?;
+    let (mut diag, mut off, z) = tridiagonalize(w, n, vectors);
+    // Qᵀ split into column blocks (each n rows × its width, row-major), one per thread: the QL
+    // rotations mix rows, so every column block can take them independently.
+    let threads = threads_for(n * n * n).min(n);
+    let width = n.div_ceil(threads);
+    let mut blocks: Vec<Vec<f64>> = match &z {
+        Some(z) => (0..n)
+            .step_by(width)
+            .map(|c0| {
+                let c1 = (c0 + width).min(n);
+                (0..n)
+                    .flat_map(|r| z[r * n + c0..r * n + c1].iter().copied())
+                    .collect()
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    tridiagonal_ql(&mut diag, &mut off, &mut blocks, n)?;
     // Sort ascending, carrying the eigenvector rows along.
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&i, &j| diag[i].total_cmp(&diag[j]));
     let values = order.iter().map(|&i| diag[i]).collect();
-    let vectors_t = match z {
-        Some(z) => {
-            let mut sorted = vec![0.0; n * n];
-            for (dst, &src) in order.iter().enumerate() {
-                sorted[dst * n..(dst + 1) * n].copy_from_slice(&z[src * n..(src + 1) * n]);
+    let vectors_t = if blocks.is_empty() {
+        Vec::new()
+    } else {
+        let mut sorted = vec![0.0; n * n];
+        for (dst, &src) in order.iter().enumerate() {
+            let mut c0 = 0;
+            for block in &blocks {
+                let w = block.len() / n;
+                sorted[dst * n + c0..dst * n + c0 + w]
+                    .copy_from_slice(&block[src * w..(src + 1) * w]);
+                c0 += w;
             }
-            sorted
         }
-        None => Vec::new(),
+        sorted
     };
     Some(SymmetricEigen {
         n,
@@ -247,18 +269,27 @@ fn transpose_in_place(m: &mut [f64], n: usize) {
 
 /// Implicit QL iteration with Wilkinson shifts on the symmetric tridiagonal matrix with
 /// diagonal `d` and off-diagonal `e` (`e[i]` couples i and i+1; `e[n−1]` is scratch). On return
-/// `d` holds the eigenvalues (unsorted); the rotations are applied to the rows of `zt` (so if
-/// `zt` = Qᵀ on entry, its rows are the eigenvectors of Q·T·Qᵀ on return).
+/// `d` holds the eigenvalues (unsorted); the rotations are applied to the rows of Zᵀ, given as
+/// column blocks `zt_blocks` (n rows each, row-major; empty for eigenvalues only), so if Zᵀ = Qᵀ
+/// on entry, its rows are the eigenvectors of Q·T·Qᵀ on return. The rotations of each
+/// eigenvalue's iterations are collected and then applied to the blocks in parallel.
 fn tridiagonal_ql(
     d: &mut [f64],
     e: &mut [f64],
-    mut zt: Option<&mut [f64]>,
+    zt_blocks: &mut [Vec<f64>],
     n: usize,
 ) -> Option<()> {
     if n > 0 {
         e[n - 1] = 0.0;
     }
+    let vectors = !zt_blocks.is_empty();
+    // (i, c, s): rows i and i+1 of Zᵀ become c·zᵢ − s·zᵢ₊₁ and s·zᵢ + c·zᵢ₊₁.
+    let mut rotations: Vec<(usize, f64, f64)> = Vec::new();
     for l in 0..n {
+        if vectors && !rotations.is_empty() {
+            apply_rotations(zt_blocks, &rotations, n);
+            rotations.clear();
+        }
         let mut iterations = 0;
         loop {
             // Smallest m ≥ l with a negligible e[m]: T splits there.
@@ -302,16 +333,8 @@ fn tridiagonal_ql(
                 p = s * r;
                 d[i + 1] = g + p;
                 g = c * r - b;
-                if let Some(z) = zt.as_deref_mut() {
-                    // Rotate rows i and i+1 of Zᵀ (columns of Z).
-                    let (head, tail) = z.split_at_mut((i + 1) * n);
-                    let zi = &mut head[i * n..(i + 1) * n];
-                    let zi1 = &mut tail[..n];
-                    for (a, b) in zi.iter_mut().zip(zi1.iter_mut()) {
-                        let f = *b;
-                        *b = s * *a + c * f;
-                        *a = c * *a - s * f;
-                    }
+                if vectors {
+                    rotations.push((i, c, s));
                 }
             }
             if underflow {
@@ -322,7 +345,37 @@ fn tridiagonal_ql(
             e[m] = 0.0;
         }
     }
+    if vectors && !rotations.is_empty() {
+        apply_rotations(zt_blocks, &rotations, n);
+    }
     Some(())
+}
+
+/// Applies the plane rotations `(i, c, s)` in order to the rows of each column block of Zᵀ
+/// (n rows each), the blocks in parallel when the work is large.
+fn apply_rotations(blocks: &mut [Vec<f64>], rotations: &[(usize, f64, f64)], n: usize) {
+    let rotate = |block: &mut Vec<f64>| {
+        let w = block.len() / n;
+        for &(i, c, s) in rotations {
+            let (head, tail) = block.split_at_mut((i + 1) * w);
+            let zi = &mut head[i * w..];
+            for (a, b) in zi.iter_mut().zip(&mut tail[..w]) {
+                let f = *b;
+                *b = s * *a + c * f;
+                *a = c * *a - s * f;
+            }
+        }
+    };
+    if blocks.len() == 1 || rotations.len() * n < 1 << 17 {
+        blocks.iter_mut().for_each(rotate);
+    } else {
+        let rotate = &rotate;
+        thread::scope(|scope| {
+            for block in blocks.iter_mut() {
+                scope.spawn(move || rotate(block));
+            }
+        });
+    }
 }
 
 /// xᵀy in f64 with eight independent partial sums (so the loop vectorises; a single running
