@@ -63,4 +63,29 @@ pub enum EvalError {
         /// What is wrong, naming the key or tensor.
         reason: String,
     },
+    /// Statistics whose parts disagree (a covariance that is not dim×dim, an empty mean).
+    #[error("{what}: {reason}")]
+    BadStats {
+        /// The statistics (e.g. "first statistics" or a file name).
+        what: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A metric's setting is out of range (zero KID subsets, k = 0 neighbours, an index past
+    /// the end of a feature set).
+    #[error("{setting} = {value}: {reason}")]
+    BadSetting {
+        /// The setting.
+        setting: &'static str,
+        /// The value given.
+        value: String,
+        /// What is expected.
+        reason: String,
+    },
+    /// An iterative linear-algebra routine did not converge.
+    #[error("{what} did not converge")]
+    NoConvergence {
+        /// The computation.
+        what: &'static str,
+    },
 }

@@ -11,12 +11,30 @@
 //!   (k-NN precision/recall, Kynkäänniemi et al. 2019) on the features themselves.
 //! - [`cache`]: reference statistics stored as a safetensors file keyed by data set and
 //!   extractor, written atomically.
+//!
+//! Statistics and metrics (host-side f64, no backend needed):
+//! - [`linalg`]: symmetric eigendecomposition (Householder + implicit QL) and matrix products.
+//! - [`FeatureStats`], [`StatsAccumulator`]: streaming mean / unbiased covariance (Chan et al.).
+//! - [`frechet_distance`]: ‖μ₁−μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂) (Heusel et al. 2017).
+//! - [`kernel_inception_distance`]: unbiased MMD², cubic polynomial kernel, over random subsets
+//!   (Bińkowski et al. 2018).
+//! - [`precision_recall`]: k-NN manifold precision/recall (Kynkäänniemi et al. 2019).
+//! - [`save_stats`], [`load_stats`], [`cache_file_name`]: the reference-statistics cache file.
 #![warn(missing_docs)]
 
+pub mod cache;
 mod error;
 mod extractor;
 mod features;
+pub mod kid;
+pub mod linalg;
+pub mod prd;
+mod stats;
 
+pub use cache::{ReferenceStats, cache_file_name, cache_key, load_stats, save_stats};
 pub use error::EvalError;
 pub use extractor::{ExtractorOutput, FeatureExtractor};
 pub use features::FeatureSet;
+pub use kid::{KidConfig, KidOutput, kernel_inception_distance, kid_with_subsets, mmd2_unbiased};
+pub use prd::{PrdConfig, PrecisionRecall, precision_recall};
+pub use stats::{FeatureStats, StatsAccumulator, frechet_distance, trace_sqrt_product};
