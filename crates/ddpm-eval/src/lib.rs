@@ -16,7 +16,9 @@
 mod error;
 mod extractor;
 mod features;
+pub mod inception;
 
 pub use error::EvalError;
 pub use extractor::{ExtractorOutput, FeatureExtractor};
 pub use features::FeatureSet;
+pub use inception::InceptionV3;
