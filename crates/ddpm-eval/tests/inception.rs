@@ -107,10 +107,13 @@ fn fixture_value(name: &str, shape: &[usize]) -> Vec<f32> {
     uniform(name, n).map(|u| map(u) as f32).collect()
 }
 
+/// A state-dict entry: name, shape, row-major values.
+type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// The fixture's state dict (names and shapes from pytorch-fid's module, values generated here),
 /// built once per test binary.
-fn fixture_tensors() -> &'static [(String, Vec<usize>, Vec<f32>)] {
-    static T: OnceLock<Vec<(String, Vec<usize>, Vec<f32>)>> = OnceLock::new();
+fn fixture_tensors() -> &'static [NamedTensor] {
+    static T: OnceLock<Vec<NamedTensor>> = OnceLock::new();
     T.get_or_init(|| {
         fixture()
             .state_dict
@@ -140,7 +143,7 @@ impl Drop for TempFile {
 /// Writes f32 tensors (and optionally other raw ones) as a safetensors file.
 fn write_safetensors(
     path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    tensors: &[NamedTensor],
     raw: &[(&str, Dtype, Vec<usize>, Vec<u8>)],
 ) {
     let bytes: Vec<(String, Vec<u8>, Vec<usize>, Dtype)> = tensors
@@ -242,7 +245,7 @@ fn resize_matches_torch_interpolate() {
                 }
             }
         }
-        let d = max_abs_diff(&got, &[case.output.clone()]);
+        let d = max_abs_diff(&got, std::slice::from_ref(&case.output));
         eprintln!("resize to {:?}: max |Δ| {d:.3e}", case.size);
         assert!(
             d <= 1e-6,
@@ -276,9 +279,7 @@ fn assert_bad_weights(err: EvalError, tensor: &str, reason: &str) {
 #[test]
 fn weights_are_checked_by_name() {
     let mut tensors = fixture_tensors().to_vec();
-    let find = |ts: &[(String, Vec<usize>, Vec<f32>)], name: &str| {
-        ts.iter().position(|(n, _, _)| n == name).unwrap()
-    };
+    let find = |ts: &[NamedTensor], name: &str| ts.iter().position(|(n, _, _)| n == name).unwrap();
 
     // Small files: everything up to the first conv.
     let first: Vec<_> = tensors
@@ -370,7 +371,7 @@ fn weights_are_checked_by_name() {
     write_safetensors(path, &tensors, &[]);
     let reference = InceptionV3::<B>::from_file(path, &device).expect("load");
     write_safetensors(
-        &path,
+        path,
         &tensors,
         &[
             counter("Mixed_7c.branch_pool.bn.num_batches_tracked"),

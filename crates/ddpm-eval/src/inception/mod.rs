@@ -64,7 +64,7 @@ pub struct InceptionV3<B: Backend> {
     mixed_7b: InceptionE<B>,
     mixed_7c: InceptionE<B>,
     fc: Linear<B>,
-    /// Hash of the weights (FNV-1a 64 over names, shapes and values in load order).
+    /// Hash of the weights (FNV-1a 64 over names, shapes and f32 bit patterns in load order).
     weights_hash: u64,
 }
 

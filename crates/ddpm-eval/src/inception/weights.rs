@@ -35,7 +35,8 @@ pub(crate) struct HostTensor {
 
 /// The tensors of a weights file, handed out by name to the blocks that need them; whatever is
 /// left at the end is an unexpected tensor. Hashes what it hands out (names, shapes, values in
-/// the model's order), so the hash does not depend on the file format or its tensor order.
+/// the model's order; FNV-1a, the values as 32-bit words), so the hash does not depend on the
+/// file format or its tensor order.
 pub(crate) struct WeightLoader<'d, B: Backend> {
     path: PathBuf,
     tensors: HashMap<String, HostTensor>,
@@ -104,8 +105,9 @@ impl<'d, B: Backend> WeightLoader<'d, B> {
         for &d in shape {
             self.hash = fnv1a(self.hash, &(d as u64).to_le_bytes());
         }
+        // Values word by word (FNV-1a's step on 32-bit words: 4× fewer steps on 95 MB).
         for v in &t.data {
-            self.hash = fnv1a(self.hash, &v.to_le_bytes());
+            self.hash = (self.hash ^ u64::from(v.to_bits())).wrapping_mul(FNV_PRIME);
         }
         Ok(t)
     }
