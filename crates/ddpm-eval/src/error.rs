@@ -88,4 +88,24 @@ pub enum EvalError {
         /// The computation.
         what: &'static str,
     },
+    /// A weights file whose tensors do not fit the model: a tensor missing, unexpected,
+    /// mis-shaped, of another dtype, non-finite, or a negative BatchNorm variance.
+    #[error("{path}: tensor `{tensor}` {reason}")]
+    BadWeights {
+        /// The file.
+        path: PathBuf,
+        /// The state-dict name of the tensor at fault.
+        tensor: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// burn-store's PyTorch reader could not read a `.pth` file.
+    #[cfg(feature = "pytorch")]
+    #[error("{path}: cannot read the PyTorch file: {source}")]
+    Pytorch {
+        /// The file.
+        path: PathBuf,
+        /// burn-store's error.
+        source: burn_store::pytorch::PytorchError,
+    },
 }

@@ -30,6 +30,7 @@ pub mod kid;
 pub mod linalg;
 pub mod prd;
 mod stats;
+pub mod inception;
 
 pub use cache::{ReferenceStats, cache_file_name, cache_key, load_stats, save_stats};
 pub use error::EvalError;
@@ -38,3 +39,4 @@ pub use features::FeatureSet;
 pub use kid::{KidConfig, KidOutput, kernel_inception_distance, kid_with_subsets, mmd2_unbiased};
 pub use prd::{PrdConfig, PrecisionRecall, precision_recall};
 pub use stats::{FeatureStats, StatsAccumulator, frechet_distance, trace_sqrt_product};
+pub use inception::InceptionV3;
