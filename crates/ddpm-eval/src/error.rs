@@ -63,4 +63,13 @@ pub enum EvalError {
         /// What is wrong, naming the key or tensor.
         reason: String,
     },
+    /// An argument or setting outside its domain (a zero batch size, labels that do not match
+    /// the images, logits that do not make rows).
+    #[error("{what}: {reason}")]
+    InvalidArgument {
+        /// The argument or setting.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

@@ -13,10 +13,13 @@
 //!   extractor, written atomically.
 #![warn(missing_docs)]
 
+pub mod digits;
 mod error;
 mod extractor;
 mod features;
+mod score;
 
 pub use error::EvalError;
 pub use extractor::{ExtractorOutput, FeatureExtractor};
 pub use features::FeatureSet;
+pub use score::{ClassifierScore, DEFAULT_SPLITS, classifier_score};
