@@ -101,7 +101,7 @@ pub fn classifier_score(
     classes: usize,
     splits: usize,
 ) -> Result<ClassifierScore, EvalError> {
-    if classes < 2 || logits.len() % classes != 0 {
+    if classes < 2 || !logits.len().is_multiple_of(classes) {
         return Err(EvalError::InvalidArgument {
             what: "classifier_score logits",
             reason: format!(

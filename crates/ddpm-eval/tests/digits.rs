@@ -256,7 +256,8 @@ fn short_training_learns_and_is_deterministic_for_a_seed() {
     );
     // From ≈ ln 10 = 2.30 at initialisation to well below.
     assert!((first - 10f64.ln()).abs() < 0.3, "initial loss {first}");
-    assert!(last < 0.5 * first, "loss {first} → {last}");
+    // Measured 2.31 → 1.27 (with the default ±2 pixel shifts).
+    assert!(last < 0.65 * first, "loss {first} → {last}");
     // The first 8 steps again (the cosine still spans 64): the same losses; twice: bit-identical
     // weights; another seed: other losses and weights.
     let short = config.clone().with_max_steps(Some(8));

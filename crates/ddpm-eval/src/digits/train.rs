@@ -75,8 +75,8 @@ pub struct DigitTrainConfig {
     /// Seed of the initial weights and of the batch order. Default 0.
     #[config(default = 0)]
     pub seed: u64,
-    /// Passes over the training set. Default 3 (99.2–99.3 % on MNIST's test set; more
-    /// epochs buy little at this size).
+    /// Passes over the training set. Default 3 (99.07 % on MNIST's test set with the other
+    /// defaults; 12–19 min of wall time on 2 busy cores in the dev profile).
     #[config(default = 3)]
     pub epochs: usize,
     /// Images per step. Default 64.
@@ -86,7 +86,8 @@ pub struct DigitTrainConfig {
     #[config(default = 1e-3)]
     pub learning_rate: f64,
     /// Largest random translation of a training image, in pixels per axis (0: none). Default 2:
-    /// test accuracy 99.01 % without, __ % with (3 epochs, seed 0).
+    /// MNIST test accuracy
+    /// 99.01 % without, 99.07 % with (3 epochs, seed 0).
     #[config(default = 2)]
     pub max_shift: usize,
     /// Stop after this many steps (the cosine still spans the full `epochs`); for short test
@@ -287,7 +288,7 @@ pub fn train_digit_classifier_with<B: AutodiffBackend>(
         if max_shift == 0 {
             return vec![(0, 0); n];
         }
-        let mut rng = StdRng::seed_from_u64(mix(config.seed ^ 0x7368_6966_74, step as u64));
+        let mut rng = StdRng::seed_from_u64(mix(config.seed ^ 0x0073_6869_6674, step as u64));
         let span = (2 * max_shift + 1) as u32;
         let mut draw = || (rng.next_u32() % span) as isize - max_shift;
         (0..n).map(|_| (draw(), draw())).collect()

@@ -40,14 +40,18 @@ fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
 
 impl<B: Backend> DigitClassifier<B> {
     /// The classifier trained by this project on the bundled MNIST training set (60,000
-    /// images), loaded from the weights compiled into the crate.
+    /// images), loaded from the weights compiled into the crate (`weights/digits-mnist.safetensors`,
+    /// 394,616 bytes).
     ///
     /// Made with
-    /// `cargo run -p ddpm-eval --example train_digits -- --data mnist:data/mnist --out crates/ddpm-eval/weights/digits-mnist.safetensors`
-    /// (seed 0, 3 epochs, batch 64, Adam 1e-3 with cosine decay; see
-    /// [`DigitTrainConfig`](crate::digits::DigitTrainConfig)).
+    /// `cargo run -p ddpm-eval --example train_digits -- --data mnist:data/mnist --out crates/ddpm-eval/weights/digits-mnist.safetensors`:
+    /// [`DigitTrainConfig`](crate::digits::DigitTrainConfig)'s defaults — seed 0, 3 epochs
+    /// (2,811 steps of 64 images), Adam 1e-3 with cosine decay, random shifts of ±2 pixels —
+    /// on the Flex backend (dev profile), 1,144 s of wall time on 2 shared cores.
     ///
-    /// MNIST test set (10,000 images): accuracy 99.__ %, classifier score __ (10 splits).
+    /// Measured on the MNIST test set (10,000 images): accuracy 99.07 %, classifier score
+    /// 9.571 ± 0.150 (10 splits; the test labels' own exp(H(y)) = 9.983 bounds it). On its first
+    /// 2,000 images (the tests' subset): 98.70 %, score 9.293 ± 0.085.
     ///
     /// # Errors
     /// Never for the shipped file; the same checks as [`load`](Self::load).
