@@ -108,4 +108,13 @@ pub enum EvalError {
         /// burn-store's error.
         source: burn_store::pytorch::PytorchError,
     },
+    /// An argument or setting outside its domain (a zero batch size, labels that do not match
+    /// the images, logits that do not make rows).
+    #[error("{what}: {reason}")]
+    InvalidArgument {
+        /// The argument or setting.
+        what: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

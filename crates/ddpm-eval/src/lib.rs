@@ -23,20 +23,31 @@
 #![warn(missing_docs)]
 
 pub mod cache;
+pub mod digits;
 mod error;
 mod extractor;
 mod features;
+pub mod inception;
 pub mod kid;
 pub mod linalg;
 pub mod prd;
+mod quality;
+mod score;
+mod spec;
 mod stats;
-pub mod inception;
 
 pub use cache::{ReferenceStats, cache_file_name, cache_key, load_stats, save_stats};
+pub use digits::DigitClassifier;
 pub use error::EvalError;
 pub use extractor::{ExtractorOutput, FeatureExtractor};
 pub use features::FeatureSet;
+pub use inception::InceptionV3;
 pub use kid::{KidConfig, KidOutput, kernel_inception_distance, kid_with_subsets, mmd2_unbiased};
 pub use prd::{PrdConfig, PrecisionRecall, precision_recall};
+pub use quality::{
+    Extracted, QualityConfig, QualityMetric, QualityReport, cached_reference_stats, compare,
+    dataset_tensor, default_cache_dir, extract, quantize, reference_stats,
+};
+pub use score::{ClassifierScore, DEFAULT_SPLITS, classifier_score};
+pub use spec::FeatureSpec;
 pub use stats::{FeatureStats, StatsAccumulator, frechet_distance, trace_sqrt_product};
-pub use inception::InceptionV3;
