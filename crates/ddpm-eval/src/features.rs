@@ -14,7 +14,7 @@ impl FeatureSet {
     /// Wraps row-major features; `data.len()` must be a multiple of `dim` (> 0) and every value
     /// finite.
     pub fn new(dim: usize, data: Vec<f32>) -> Result<Self, EvalError> {
-        if dim == 0 || data.len() % dim != 0 {
+        if dim == 0 || !data.len().is_multiple_of(dim) {
             return Err(EvalError::BadFile {
                 path: Default::default(),
                 reason: format!("{} values do not make rows of dimension {dim}", data.len()),
