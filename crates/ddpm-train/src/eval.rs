@@ -5,8 +5,10 @@
 //! `metrics.jsonl` and, with `save_best`, keeps a copy of the checkpoint that scored best as
 //! `checkpoints/best-step-N` with a pointer file `best.json` in the run directory.
 //!
-//! The trainer does not know what the metric measures: the caller builds it (the `ddpm` CLI
-//! builds one from `ddpm-eval`), so this crate needs no feature extractor.
+//! The trainer does not know what the metric measures: any [`SampleMetric`] will do.
+//! `ddpm-eval`'s [`QualityMetric`](ddpm_eval::QualityMetric) is one (the Fréchet distance of
+//! its features as the primary value, KID, precision/recall and the classifier score beside
+//! it); `ddpm train --eval-every` uses it with the bundled digit classifier.
 
 use std::path::{Path, PathBuf};
 
@@ -146,4 +148,33 @@ pub(crate) fn keep_best(
 /// `checkpoints/best-step-NNNNNNNN`, relative to the run directory.
 pub(crate) fn best_dir_name(step: usize) -> PathBuf {
     Path::new(ddpm_pipeline::layout::CHECKPOINTS_DIR).join(format!("best-step-{step:08}"))
+}
+
+impl<B: Backend> SampleMetric<B> for ddpm_eval::QualityMetric<B> {
+    fn name(&self) -> String {
+        ddpm_eval::QualityMetric::name(self).to_string()
+    }
+
+    fn score(
+        &mut self,
+        samples: Tensor<B, 4>,
+    ) -> Result<MetricValues, Box<dyn std::error::Error + Send + Sync>> {
+        let report = ddpm_eval::QualityMetric::score(self, samples)?;
+        let mut extra = Vec::new();
+        if let Some(k) = &report.kid {
+            extra.push(("kid".to_string(), k.mean));
+            extra.push(("kid_std".to_string(), k.std));
+        }
+        if let Some(p) = &report.precision_recall {
+            extra.push(("precision".to_string(), p.precision));
+            extra.push(("recall".to_string(), p.recall));
+        }
+        if let Some(s) = &report.classifier_score {
+            extra.push(("classifier_score".to_string(), s.mean));
+        }
+        Ok(MetricValues {
+            primary: report.frechet_distance,
+            extra,
+        })
+    }
 }

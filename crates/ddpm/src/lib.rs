@@ -73,6 +73,9 @@ pub use burn;
 #[cfg(feature = "data")]
 #[cfg_attr(docsrs, doc(cfg(feature = "data")))]
 pub use ddpm_data as data;
+#[cfg(feature = "eval")]
+#[cfg_attr(docsrs, doc(cfg(feature = "eval")))]
+pub use ddpm_eval as eval;
 pub use ddpm_forward as forward;
 pub use ddpm_loss as loss;
 #[cfg(feature = "pipeline")]

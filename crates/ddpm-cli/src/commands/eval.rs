@@ -39,6 +39,9 @@ pub struct EvalArgs {
 pub enum EvalCommand {
     /// Bits/dim (negative log-likelihood bound) of images, with standard error and breakdown.
     Nll(NllArgs),
+    /// Fréchet distance (FID with Inception features, FLD with the bundled digit classifier),
+    /// KID, precision/recall and classifier score of generated images against a data set.
+    Fid(super::fid::FidArgs),
 }
 
 /// Arguments of `ddpm eval nll`.
@@ -101,6 +104,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
             let device = args.device.clone();
             dispatch(&device, Task(args))
         }
+        EvalCommand::Fid(args) => super::fid::run(args),
     }
 }
 

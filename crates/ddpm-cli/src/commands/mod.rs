@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod convert;
 pub mod eval;
+pub mod fid;
 pub mod sample;
 pub mod schedule;
 pub mod train;

@@ -10,6 +10,7 @@ use burn::config::Config;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use ddpm_data::{DataSpec, ImageSize, LoadOptions};
+use ddpm_eval::{FeatureSpec, QualityConfig, QualityMetric};
 use ddpm_train::{EmaWarmup, TrainConfig, TrainEvent, Trainer};
 use ddpm_unet::UnetConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -69,6 +70,29 @@ pub struct TrainArgs {
     /// Log every N steps [default: 100, or steps/10 for shorter runs].
     #[arg(long)]
     log_every: Option<usize>,
+    /// Score samples of the EMA weights every N steps (and at the end): the Fréchet distance of
+    /// --eval-features against the training data, with KID, precision/recall and classifier
+    /// score, in metrics.jsonl and the progress output [default: 0, never].
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Samples per evaluation [default: 1000].
+    #[arg(long)]
+    eval_samples: Option<usize>,
+    /// DDIM steps of an evaluation's sampling [default: 25].
+    #[arg(long)]
+    eval_steps: Option<usize>,
+    /// Keep the checkpoint with the best evaluation as checkpoints/best-step-N (best.json
+    /// names it).
+    #[arg(long)]
+    save_best: bool,
+    /// Feature extractor of the evaluations: digits (bundled digit classifier: FLD),
+    /// digits:PATH or inception:PATH (FID).
+    #[arg(long, default_value = "digits")]
+    eval_features: String,
+    /// Training images the evaluation's reference statistics use (cached in the run
+    /// directory).
+    #[arg(long, default_value_t = 10_000)]
+    eval_reference_images: usize,
     /// Continue the run in --out from its newest intact checkpoint. Settings that change a
     /// training step (batch size, lr, warmup, EMA, flips, seed, preset) and the data must be
     /// the run's; --steps, --checkpoint-every, --sample-every and --log-every may change.
@@ -154,6 +178,18 @@ impl TrainArgs {
         if let Some(v) = self.sample_every {
             c.sample_every = v;
         }
+        if let Some(v) = self.eval_every {
+            c.eval_every = v;
+        }
+        if let Some(v) = self.eval_samples {
+            c.eval_samples = v;
+        }
+        if let Some(v) = self.eval_steps {
+            c.eval_steps = v;
+        }
+        if self.save_best {
+            c.save_best = true;
+        }
     }
 }
 
@@ -168,12 +204,19 @@ impl OnBackend for TrainArgs {
 
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
         let spec: DataSpec = self.data.parse().context("--data")?;
-        let (mut trainer, unet) = if self.resume {
+        // Parsed before any data is loaded, so a typo fails at once.
+        let eval_features: FeatureSpec = self.eval_features.parse()?;
+        let (trainer, unet, data) = if self.resume {
             let saved = ddpm_train::checkpoint::read_train_config(&self.out)?;
             let requested = self.resume_config(&saved)?;
             let data = open(&spec, &saved.unet, self.skip_bad)?;
-            let t = Trainer::<Autodiff<B>>::resume_with_config(&self.out, data, requested, &device)
-                .with_context(|| format!("resuming {} with --data {spec}", self.out.display()))?;
+            let t = Trainer::<Autodiff<B>>::resume_with_config(
+                &self.out,
+                data.clone(),
+                requested,
+                &device,
+            )
+            .with_context(|| format!("resuming {} with --data {spec}", self.out.display()))?;
             if let Some(report) = t.resume_report() {
                 for d in &report.damaged {
                     eprintln!("warning: skipped damaged checkpoint {d}");
@@ -183,7 +226,7 @@ impl OnBackend for TrainArgs {
                 }
             }
             eprintln!("resuming {} at step {}", self.out.display(), t.step());
-            (t, saved.unet)
+            (t, saved.unet, data)
         } else {
             if ddpm_train::latest_checkpoint(&self.out)?.is_some() {
                 bail!(
@@ -196,9 +239,38 @@ impl OnBackend for TrainArgs {
             let data = open(&spec, &config.unet, self.skip_bad)?;
             let unet = config.unet.clone();
             (
-                Trainer::<Autodiff<B>>::new(config, &self.out, data, &device)?,
+                Trainer::<Autodiff<B>>::new(config, &self.out, data.clone(), &device)?,
                 unet,
+                data,
             )
+        };
+        let mut trainer = if trainer.config().eval_every > 0 {
+            // The reference statistics of the training data, cached in the run directory.
+            let c = &unet;
+            let key = format!(
+                "{spec}#train@{}x{}x{}",
+                c.in_channels, c.sample_size, c.sample_size
+            );
+            let metric = QualityMetric::<B>::for_dataset(
+                &eval_features,
+                &data,
+                &key,
+                Some(self.eval_reference_images),
+                &self.out,
+                QualityConfig::for_training(),
+                &device,
+            )
+            .context("--eval-features")?;
+            eprintln!(
+                "evaluating {} of {} samples against {} training images every {} steps",
+                eval_features.metric_name(),
+                trainer.config().eval_samples,
+                metric.reference().stats.count,
+                trainer.config().eval_every
+            );
+            trainer.with_metric(Box::new(metric))
+        } else {
+            trainer
         };
         for dir in trainer.removed_temp_dirs() {
             eprintln!(
@@ -255,6 +327,22 @@ impl OnBackend for TrainArgs {
             }
             TrainEvent::Checkpoint(p) => bar.println(format!("checkpoint {}", p.display())),
             TrainEvent::Preview(p) => bar.println(format!("samples {}", p.display())),
+            TrainEvent::Eval(r) => {
+                let extra: Vec<String> = r
+                    .values
+                    .extra
+                    .iter()
+                    .map(|(k, v)| format!("{k} {v:.4}"))
+                    .collect();
+                bar.println(format!(
+                    "eval step {}: {} {:.4}  {}{}",
+                    r.step,
+                    r.name,
+                    r.values.primary,
+                    extra.join("  "),
+                    if r.best { "  (best)" } else { "" }
+                ));
+            }
         })?;
         bar.finish();
         eprintln!(
