@@ -39,17 +39,10 @@ pub struct ReferenceStats {
 /// A deterministic 64-bit key of (data set, extractor, format version): FNV-1a (Fowler, Noll &
 /// Vo) over the UTF-8 bytes, fields separated by a 0 byte. Not cryptographic; it names files.
 pub fn cache_key(dataset_key: &str, extractor_id: &str) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
     let version = STATS_FORMAT_VERSION.to_string();
     let parts = [STATS_FORMAT, version.as_str(), dataset_key, extractor_id];
     let bytes = parts.join("\0");
-    let mut h = OFFSET;
-    for &b in bytes.as_bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(PRIME);
-    }
-    h
+    crate::hash::fnv1a(crate::hash::FNV_OFFSET, bytes.as_bytes())
 }
 
 /// Default cache file name for (data set, extractor):

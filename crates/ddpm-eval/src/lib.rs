@@ -27,6 +27,7 @@ pub mod digits;
 mod error;
 mod extractor;
 mod features;
+mod hash;
 pub mod inception;
 pub mod kid;
 pub mod linalg;

@@ -4,6 +4,7 @@
 //! [`DigitClassifierConfig`] as JSON (its presence marks the format). Written atomically, the
 //! same bytes for the same weights; every tensor is checked (dtype, shape, finiteness) on load.
 
+use crate::hash::{FNV_OFFSET, fnv1a};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -25,18 +26,6 @@ static PRETRAINED_MNIST: &[u8] = include_bytes!(concat!(
 
 /// The name errors give the bundled weights.
 const PRETRAINED_NAME: &str = "<bundled weights/digits-mnist.safetensors>";
-
-/// FNV-1a (64 bit) offset basis and prime (Fowler, Noll & Vo).
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
-}
 
 impl<B: Backend> DigitClassifier<B> {
     /// The classifier trained by this project on the bundled MNIST training set (60,000

@@ -12,6 +12,7 @@
 //! convolution on the host, in f64:
 //! `s = γ / √(σ² + ε)`, `W' = s · W`, `b' = β − s · μ`, so `bn(conv(x)) = conv'(x)`.
 
+use crate::hash::{FNV_OFFSET, FNV_PRIME, fnv1a};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -46,17 +47,6 @@ pub(crate) struct WeightLoader<'d, B: Backend> {
     used: Vec<String>,
     hash: u64,
     device: &'d B::Device,
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-fn fnv1a(mut h: u64, bytes: &[u8]) -> u64 {
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(FNV_PRIME);
-    }
-    h
 }
 
 impl<'d, B: Backend> WeightLoader<'d, B> {
