@@ -133,6 +133,16 @@ fn native_shape(spec: &DataSpec) -> Option<(usize, usize)> {
     }
 }
 
+/// Channels and side images from `source` are read at: `--channels`/`--image-size`, each
+/// defaulting to `spec`'s published shape; an error naming `source` when `spec` has none.
+fn read_shape(args: &FidArgs, spec: &DataSpec, source: &str) -> Result<(usize, usize)> {
+    Ok(match (args.channels, args.image_size, native_shape(spec)) {
+        (Some(c), Some(s), _) => (c, s),
+        (c, s, Some((nc, ns))) => (c.unwrap_or(nc), s.unwrap_or(ns)),
+        _ => bail!("{source}: give --channels and --image-size to compare the images at"),
+    })
+}
+
 fn fid<B: Backend>(args: FidArgs, device: &B::Device) -> Result<()> {
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     if let Some(path) = &args.report {
@@ -185,11 +195,11 @@ fn fid<B: Backend>(args: FidArgs, device: &B::Device) -> Result<()> {
     } else if let Some(samples) = &args.samples_data {
         let samples: DataSpec = samples.parse().context("--samples-data")?;
         let split: Split = args.samples_split.parse()?;
-        let (c, s) = match (args.channels, args.image_size, native_shape(&samples)) {
-            (Some(c), Some(s), _) => (c, s),
-            (c, s, Some((nc, ns))) => (c.unwrap_or(nc), s.unwrap_or(ns)),
-            _ => bail!("--samples-data {samples} is a folder: give --channels and --image-size"),
-        };
+        let (c, s) = read_shape(
+            &args,
+            &samples,
+            &format!("--samples-data {samples} is a folder"),
+        )?;
         let opts = LoadOptions::new(c, ImageSize::square(s)).with_split(split);
         let images = samples
             .open(&opts)
@@ -205,15 +215,14 @@ fn fid<B: Backend>(args: FidArgs, device: &B::Device) -> Result<()> {
             .as_ref()
             .expect("clap requires a source of samples");
         if path.is_dir() {
-            let (c, s) = match (args.channels, args.image_size, native_shape(&spec)) {
-                (Some(c), Some(s), _) => (c, s),
-                (c, s, Some((nc, ns))) => (c.unwrap_or(nc), s.unwrap_or(ns)),
-                _ => bail!(
-                    "--samples {} is a folder and --data {spec} a folder too: give --channels \
-                     and --image-size to compare them at",
+            let (c, s) = read_shape(
+                &args,
+                &spec,
+                &format!(
+                    "--samples {} is a folder and --data {spec} a folder too",
                     path.display()
                 ),
-            };
+            )?;
             let images =
                 ddpm_data::load_image_folder(path, &LoadOptions::new(c, ImageSize::square(s)))
                     .with_context(|| format!("--samples {}", path.display()))?;
