@@ -1,17 +1,31 @@
 #!/usr/bin/env bash
-# Quality gates CI runs after the tests (issue #15): clippy and rustdoc with warnings as errors,
+# Quality gates CI runs after the tests (issue #15): clippy (with every backend feature) and
+# rustdoc with warnings as errors, the GPU-only builds,
 # the dependency-weight check (no C build in a `flex`-only facade), and packaging of every
 # published crate. Fails on the first gate that fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Lints on every target, warnings are errors.
-cargo clippy --locked --workspace --all-targets -- -D warnings
+# Lints on every target with every backend feature (Flex, the wgpu family and CUDA at once),
+# warnings are errors. This is also CI's check that every backend feature builds (issue #7).
+all_backends=ddpm-cli/wgpu,ddpm-cli/vulkan,ddpm-cli/metal,ddpm-cli/cuda
+all_backends+=,ddpm-examples/wgpu,ddpm-examples/vulkan,ddpm-examples/metal,ddpm-examples/cuda
+all_backends+=,ddpm-gpu-tests/wgpu,ddpm-gpu-tests/vulkan,ddpm-gpu-tests/metal,ddpm-gpu-tests/cuda
+all_backends+=,ddpm-benches/wgpu,ddpm-benches/cuda
+all_backends+=,ddpm/wgpu,ddpm/vulkan,ddpm/metal,ddpm/cuda
+cargo clippy --locked --workspace --all-targets --features "$all_backends" -- -D warnings
+
+# A build can drop the CPU backend: the binaries and examples with GPU backends only (seconds:
+# the dependency stack is the one clippy just checked; only burn's facade and our crates are
+# re-checked).
+cargo check --locked -p ddpm-cli -p ddpm-examples --all-targets --no-default-features \
+  --features wgpu,vulkan,metal,cuda
 
 # Docs: broken intra-doc links and every other rustdoc warning are errors. Libraries only: the
 # `ddpm` binary's doc comments are its `--help` text (clap), not rustdoc, and its docs would
-# collide with the `ddpm` facade's (cargo#6313).
-RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --lib
+# collide with the `ddpm` facade's (cargo#6313). With the same features as clippy, so the
+# dependencies' metadata is reused.
+RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps --lib --features "$all_backends"
 
 # No C code in a sampling-only CPU build of the facade.
 bash scripts/check_pure_rust.sh

@@ -373,7 +373,7 @@ pub fn read_state(checkpoint: &Path) -> Result<TrainState, TrainError> {
 /// # Errors
 /// I/O or JSON errors naming the file.
 pub fn read_train_config(run_dir: &Path) -> Result<TrainConfig, TrainError> {
-    read_json(&run_dir.join(TRAIN_CONFIG_FILE))
+    TrainConfig::read(&run_dir.join(TRAIN_CONFIG_FILE))
 }
 
 /// Loads a U-Net from a run directory (its newest checkpoint) or a checkpoint directory, on any

@@ -40,7 +40,7 @@ pub use checkpoint::{
     DamagedCheckpoint, TrainState, Weights, is_training_output, latest_checkpoint, load_unet,
 };
 pub use clip::{clip_global_norm, global_norm};
-pub use config::{EmaWarmup, TrainConfig};
+pub use config::{EmaWarmup, LrSchedule, TrainConfig};
 pub use ema::ema_update;
 pub use error::TrainError;
 pub use eval::{BestCheckpoint, EvalRecord, MetricValues, SampleMetric, read_best};

@@ -140,6 +140,10 @@ pub struct BenchArgs {
     /// on GPU backends; `train` is f32 only).
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
+    /// Print the cases the other flags select (preset, resolution, mode, batch), one per line,
+    /// after checking each preset at its resolution, and time nothing.
+    #[arg(long)]
+    pub list: bool,
 }
 
 /// One benchmark case: a preset's U-Net at a resolution, a mode and a batch.
@@ -196,6 +200,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
                 ddpm_pipeline::MAX_SAMPLE_VALUES
             );
         }
+    }
+    if args.list {
+        for case in case_list(&args)? {
+            crate::output::write_stdout(format_args!(
+                "{} {} {} {}\n",
+                case.preset,
+                case.sample_size,
+                case.mode.name(),
+                case.batch
+            ))?;
+        }
+        return Ok(());
     }
     if args.burn_kernels {
         ddpm_unet::kernels::set_fast_kernels(false);
@@ -555,65 +571,4 @@ fn scaling_table(rows: &[(Case, Stats, Option<f64>)], steps: usize) -> String {
         ));
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_min_max() {
-        let s = Stats::of(vec![3.0, 1.0, 2.0]);
-        assert_eq!((s.median_ms, s.min_ms, s.max_ms), (2.0, 1.0, 3.0));
-        let s = Stats::of(vec![4.0, 1.0, 2.0, 3.0]);
-        assert_eq!((s.median_ms, s.min_ms, s.max_ms), (2.5, 1.0, 4.0));
-    }
-
-    #[test]
-    fn parses_vm_hwm() {
-        let status = "Name:\tddpm\nVmPeak:\t  999 kB\nVmHWM:\t    2048 kB\nVmRSS:\t 1024 kB\n";
-        assert_eq!(parse_vm_hwm(status), Some(2.0));
-        assert_eq!(parse_vm_hwm("Name:\tddpm\n"), None);
-    }
-
-    #[test]
-    fn standard_set_and_filters() {
-        assert_eq!(cases(None, &[]), STANDARD_SET.to_vec());
-        assert_eq!(
-            cases(Some(BenchMode::Forward), &[]),
-            vec![(BenchMode::Forward, 1), (BenchMode::Forward, 8)]
-        );
-        assert_eq!(cases(None, &[2]).len(), 3);
-        assert_eq!(cases(None, &[1, 8]).len(), 6);
-        assert_eq!(
-            cases(Some(BenchMode::Train), &[4, 64]),
-            vec![(BenchMode::Train, 4), (BenchMode::Train, 64)]
-        );
-        // Half precision: no training cases.
-        assert!(runs_in(BenchMode::Forward, Precision::F16));
-        assert!(!runs_in(BenchMode::Train, Precision::Bf16));
-        assert!(runs_in(BenchMode::Train, Precision::F32));
-    }
-
-    #[test]
-    fn scaling_set_is_valid_and_covers_the_resolutions() {
-        let mut resolutions = Vec::new();
-        for (preset, size, _, batches) in SCALING_SET {
-            let config = config_of(preset, Some(size)).unwrap();
-            assert_eq!(config.sample_size, size);
-            assert!(!batches.is_empty());
-            resolutions.push(size);
-        }
-        for size in [28, 32, 64, 256] {
-            assert!(resolutions.contains(&size), "{size}");
-        }
-    }
-
-    #[test]
-    fn sample_size_must_fit_the_levels() {
-        // ddpm-cifar10 halves the resolution three times: 36 is not a multiple of 8.
-        let err = config_of("ddpm-cifar10", Some(36)).unwrap_err();
-        assert!(format!("{err:#}").contains("36"), "{err:#}");
-        assert_eq!(config_of("ddpm-cifar10", Some(64)).unwrap().sample_size, 64);
-    }
 }

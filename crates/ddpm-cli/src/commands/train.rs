@@ -6,12 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use burn::backend::Autodiff;
-use burn::config::Config;
 use burn::tensor::backend::Backend;
 use clap::Args;
 use ddpm_data::{DataSpec, ImageSize, LoadOptions};
 use ddpm_eval::{FeatureSpec, QualityConfig, QualityMetric};
-use ddpm_train::{EmaWarmup, TrainConfig, TrainEvent, Trainer};
+use ddpm_train::{EmaWarmup, LrSchedule, TrainConfig, TrainEvent, Trainer};
 use ddpm_unet::UnetConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -49,6 +48,10 @@ pub struct TrainArgs {
     /// Learning-rate warmup steps [paper: 5000].
     #[arg(long)]
     warmup_steps: Option<usize>,
+    /// Learning rate after the warmup: constant [paper], cosine or linear (both decay towards 0
+    /// at the last step; a resume to more --steps stretches the decay).
+    #[arg(long)]
+    lr_schedule: Option<LrSchedule>,
     /// EMA decay [paper: 0.9999].
     #[arg(long)]
     ema_decay: Option<f64>,
@@ -160,6 +163,9 @@ impl TrainArgs {
         if let Some(v) = self.warmup_steps {
             c.warmup_steps = v;
         }
+        if let Some(v) = self.lr_schedule {
+            c.lr_schedule = v;
+        }
         if let Some(v) = self.ema_decay {
             c.ema_decay = v;
         }
@@ -194,9 +200,7 @@ impl TrainArgs {
 }
 
 fn load_config(path: &std::path::Path) -> Result<TrainConfig> {
-    TrainConfig::load(path)
-        .map_err(|e| anyhow::anyhow!("{e}"))
-        .with_context(|| format!("reading training config {}", path.display()))
+    TrainConfig::read(path).with_context(|| format!("reading training config {}", path.display()))
 }
 
 impl OnBackend for TrainArgs {
@@ -223,6 +227,13 @@ impl OnBackend for TrainArgs {
                 }
                 for c in &report.changed {
                     eprintln!("changed {c} (saved in train_config.json)");
+                    if c.setting == "steps" && t.config().lr_schedule != LrSchedule::Constant {
+                        eprintln!(
+                            "note: the {:?} learning-rate decay now runs to step {}",
+                            t.config().lr_schedule,
+                            t.config().steps
+                        );
+                    }
                 }
             }
             eprintln!("resuming {} at step {}", self.out.display(), t.step());
