@@ -31,8 +31,14 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Draw images from a U-Net with DDPM, DDIM or DPM-Solver++ and write a PNG grid.
     Sample(commands::sample::SampleArgs),
-    /// Evaluate a model: bits/dim of images under its variational bound (`eval nll`).
+    /// Evaluate a model: bits/dim (`eval nll`), rate–distortion (`eval rate-distortion`),
+    /// sample quality (`eval fid`).
     Eval(commands::eval::EvalArgs),
+    /// Interpolate between two images in x_t and decode with the reverse process, noise fixed
+    /// across λ (the paper's Fig. 8).
+    Interpolate(commands::latent::InterpolateArgs),
+    /// Encode an image to x_t at several t and draw samples from each shared x_t (Fig. 7).
+    SharedLatent(commands::latent::SharedLatentArgs),
     /// Time a U-Net preset's forward pass, training step or DDIM sample on this machine.
     Bench(commands::bench::BenchArgs),
 }
@@ -61,6 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Convert(args) => commands::convert::run(args),
         Command::Sample(args) => commands::sample::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Interpolate(args) => commands::latent::run_interpolate(args),
+        Command::SharedLatent(args) => commands::latent::run_shared_latent(args),
         Command::Bench(args) => commands::bench::run(args),
     }
 }

@@ -41,18 +41,28 @@ pub struct Panel {
     pub series: Vec<Series>,
 }
 
-/// Draws `panels` side by side into a PNG at `path`.
+/// Draws `panels` side by side into a PNG at `path`, written atomically (a temporary file
+/// in the same directory, synced, then renamed: a failed write leaves the previous file).
 pub fn line_panels(path: &Path, panels: &[Panel]) -> Result<()> {
     register_font();
-    let width = 520 * panels.len() as u32;
-    let root = BitMapBackend::new(path, (width.max(520), 420)).into_drawing_area();
-    root.fill(&WHITE)?;
-    let areas = root.split_evenly((1, panels.len().max(1)));
-    for (panel, area) in panels.iter().zip(areas) {
-        draw_panel(panel, &area).with_context(|| format!("drawing panel {:?}", panel.title))?;
+    let (width, height) = ((520 * panels.len() as u32).max(520), 420);
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        for (panel, area) in panels.iter().zip(areas) {
+            draw_panel(panel, &area).with_context(|| format!("drawing panel {:?}", panel.title))?;
+        }
+        root.present().context("rendering the plot")?;
     }
-    root.present()
-        .with_context(|| format!("writing plot {}", path.display()))?;
+    let image = image::RgbImage::from_raw(width, height, pixels)
+        .expect("the buffer holds width × height RGB pixels");
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .context("encoding the plot as PNG")?;
+    ddpm_io::write_atomic(path, png).with_context(|| format!("writing plot {}", path.display()))?;
     Ok(())
 }
 

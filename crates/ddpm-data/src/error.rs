@@ -68,6 +68,16 @@ pub enum DataError {
         #[source]
         source: image::ImageError,
     },
+    /// An image index ([`crate::ImageRef`]) past the end of its data set.
+    #[error("{spec}#{index}: the data set has {len} images (indices 0 to {})", len.saturating_sub(1))]
+    IndexOutOfRange {
+        /// The data set.
+        spec: String,
+        /// The index asked for.
+        index: usize,
+        /// How many images it holds.
+        len: usize,
+    },
     /// A folder (searched recursively) holds no PNG or JPEG file.
     #[error("no PNG or JPEG images found in {path} (searched recursively)")]
     EmptyFolder {

@@ -8,7 +8,8 @@
 //!   MNIST is bundled in the repository's `data/mnist/`;
 //! - CIFAR-10's binary batches ([`load_cifar10_dir`], [`load_cifar10_batch`]).
 //!
-//! [`DataSpec`] parses the CLI's `--data` argument and opens any of them. Images stay in memory
+//! [`DataSpec`] parses the CLI's `--data` argument and opens any of them; [`ImageRef`] names one
+//! image (a file, or `SPEC#INDEX`). Images stay in memory
 //! as `u8` ([`Dataset`]); [`BatchIter`] turns them into [`Batch`]es of x₀ = 2 · (v / 255) − 1
 //! (§3.3, the convention of Eq. 13's decoder), shuffled per epoch from the run's seed, with
 //! optional random horizontal flips (Appendix B), prepared on a background thread. Its state
@@ -40,6 +41,7 @@ mod dataset;
 mod error;
 mod folder;
 mod idx;
+mod image_ref;
 mod options;
 mod preprocess;
 mod spec;
@@ -54,5 +56,6 @@ pub use dataset::{Dataset, LoadReport, SkippedFile};
 pub use error::DataError;
 pub use folder::{IMAGE_EXTENSIONS, load_image_folder};
 pub use idx::{IDX_IMAGES_MAGIC, load_idx_images, load_mnist_dir};
+pub use image_ref::ImageRef;
 pub use options::{ImageSize, LoadOptions, Split};
 pub use spec::DataSpec;

@@ -17,6 +17,8 @@
 //!   ([`TimestepDistribution`]; Nichol & Dhariwal 2021, Eq. 17), seeded by the caller's RNG.
 //! - [`BpdEvaluator`]: bits/dim of data (the original `calc_bpd_loop`) over all T timesteps or
 //!   an unbiased stratified subsample, with per-term breakdown.
+//!   [`BpdOutput::rate_distortion`] reads the rate–distortion curve of progressive coding off
+//!   it (§4.3, Fig. 5, Table 4).
 //!
 //! Timesteps are 0-based as in diffusers and `ddpm-forward`: index t is the paper's t + 1. The
 //! ε ↔ x₀ ↔ v conversions and the posterior come from [`ddpm_forward`]; nothing here
@@ -51,6 +53,7 @@ mod error;
 mod gaussian;
 mod hybrid;
 mod model_output;
+mod rate_distortion;
 mod simple;
 mod timestep_distribution;
 mod vlb;
@@ -63,6 +66,7 @@ pub use gaussian::{
 };
 pub use hybrid::{HybridLoss, HybridLossConfig, HybridLossOutput};
 pub use model_output::{PMeanVariance, Parameterization, p_mean_variance};
+pub use rate_distortion::RateDistortionPoint;
 pub use simple::{LossWeighting, SimpleLoss, SimpleLossConfig};
 pub use timestep_distribution::{
     LossSecondMomentTimesteps, TimestepDistribution, TimestepDraw, UniformTimesteps,

@@ -129,10 +129,21 @@ pub fn images_from_values(
 /// # Panics
 /// If `images` is empty or the images differ in size.
 pub fn grid(images: &[DynamicImage]) -> DynamicImage {
+    let cols = (images.len() as f64).sqrt().ceil() as usize;
+    grid_with_columns(images, cols)
+}
+
+/// Arranges images of one size row by row, `cols` per row (the last row may be short), as
+/// [`grid`] does: figures whose columns mean something (timesteps, interpolation weights).
+///
+/// # Panics
+/// If `images` is empty, `cols` is 0 or the images differ in size.
+pub fn grid_with_columns(images: &[DynamicImage], cols: usize) -> DynamicImage {
     assert!(!images.is_empty(), "a grid needs at least one image");
+    assert!(cols > 0, "a grid needs at least one column");
     let (w, h) = (images[0].width(), images[0].height());
     let n = images.len() as u32;
-    let cols = (n as f64).sqrt().ceil() as u32;
+    let cols = (cols as u32).min(n);
     let rows = n.div_ceil(cols);
     let pad = GRID_PADDING;
     let (gw, gh) = (cols * (w + pad) + pad, rows * (h + pad) + pad);

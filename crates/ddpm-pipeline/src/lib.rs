@@ -14,6 +14,9 @@
 //!   is written atomically through [`ddpm_io`], so a full disk never leaves a truncated file or
 //!   destroys the previous one.
 //! - [`tensor_file`]: x_T, per-step noise and raw samples as safetensors files.
+//! - [`experiments`]: the paper's progressive generation (Fig. 6), samples sharing a latent
+//!   (Fig. 7) and interpolation (Fig. 8); [`Sampling::start_at`] runs any sampler from a given
+//!   x_t.
 //!
 //! # Example
 //! ```no_run
@@ -29,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod error;
+pub mod experiments;
 pub mod images;
 pub mod layout;
 mod pipeline;

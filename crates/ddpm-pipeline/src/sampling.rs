@@ -18,9 +18,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use burn::tensor::{ElementConversion, Int, Tensor, backend::Backend};
-use ddpm_sampler::{NoiseSource, SampleError, Sampler, sample_loop, sampler_from_config};
+use ddpm_sampler::{NoiseSource, SampleError, Sampler, StartAt, sample_loop, sampler_from_config};
 use ddpm_schedule::TimestepSpacing;
 
+use crate::experiments::{Progressive, progressive_steps};
 use crate::{Pipeline, PipelineError, SamplerKind, SamplerOverrides, Samples};
 
 /// The most values (N·C·H·W) one sampling run draws: 2³⁰, 4 GiB of f32 for x_T (and as much
@@ -111,6 +112,8 @@ pub struct Sampling<'a, B: Backend> {
     on_progress: Option<ProgressFn<'a>>,
     previews: Option<(usize, PreviewFn<'a, B>)>,
     cancel: Option<&'a AtomicBool>,
+    start_at: Option<usize>,
+    same_step_noise: bool,
 }
 
 impl<B: Backend> std::fmt::Debug for Sampling<'_, B> {
@@ -124,6 +127,8 @@ impl<B: Backend> std::fmt::Debug for Sampling<'_, B> {
                 "noise_replay",
                 &self.noise_replay.as_ref().map(Tensor::dims),
             )
+            .field("start_at", &self.start_at)
+            .field("same_step_noise", &self.same_step_noise)
             .finish_non_exhaustive()
     }
 }
@@ -156,7 +161,7 @@ fn non_finite<B: Backend, const D: usize>(x: &Tensor<B, D>) -> Option<(usize, us
 }
 
 /// Fails with [`PipelineError::NonFiniteInput`] if `x` holds NaN or ±inf.
-fn check_finite_input<B: Backend, const D: usize>(
+pub(crate) fn check_finite_input<B: Backend, const D: usize>(
     x: &Tensor<B, D>,
     what: &'static str,
 ) -> Result<(), PipelineError> {
@@ -183,6 +188,8 @@ impl<'a, B: Backend> Sampling<'a, B> {
             on_progress: None,
             previews: None,
             cancel: None,
+            start_at: None,
+            same_step_noise: false,
         }
     }
 
@@ -261,6 +268,26 @@ impl<'a, B: Backend> Sampling<'a, B> {
         self
     }
 
+    /// Starts the reverse process at timestep `t` (0-based) from the x_t given with
+    /// [`Sampling::init_noise`] instead of from x_T: p_θ(x₀ | x_t), as in the paper's Figs. 7
+    /// and 8 (Ho et al. 2020, §4.3), where x_t comes from q(x_t | x₀) of real images
+    /// (`ddpm_forward::ForwardProcess::q_sample`). The run takes exactly the steps a full run
+    /// takes from `t` on ([`StartAt`]); `t` must be one of the sampler's timesteps (all of
+    /// 0..T for DDPM).
+    pub fn start_at(mut self, t: usize) -> Self {
+        self.start_at = Some(t);
+        self
+    }
+
+    /// Gives every sample the fresh step noise of sample 0 (default: each sample its own
+    /// stream, [`step_noise_seed`]). With the same x_t for all samples this makes them
+    /// identical; with different x_t it fixes the noise across them, as the paper's
+    /// interpolations (Fig. 8: "we fixed the noise for different values of λ").
+    pub fn same_step_noise(mut self, on: bool) -> Self {
+        self.same_step_noise = on;
+        self
+    }
+
     /// Stops the run (with [`PipelineError::Cancelled`]) before the next step once `flag` is
     /// set, e.g. from another thread or a Ctrl-C handler.
     pub fn cancel(mut self, flag: &'a AtomicBool) -> Self {
@@ -299,6 +326,20 @@ impl<'a, B: Backend> Sampling<'a, B> {
         }
         let config = self.pipe.scheduler_config();
         let (kind, sampler) = sampler_from_config::<B>(config, &self.overrides)?;
+        let sampler: Box<dyn Sampler<B>> = match self.start_at {
+            None => sampler,
+            Some(t) => {
+                if self.init_noise.is_none() {
+                    return Err(PipelineError::InvalidArgument {
+                        name: "start timestep",
+                        value: t.to_string(),
+                        expected: "an x_t to start from, given with init_noise (x_t at t from \
+                                   q(x_t | x_0); N(0, I) is x_T's distribution only)",
+                    });
+                }
+                Box::new(StartAt::new::<B>(sampler, t)?)
+            }
+        };
         let [c, h, w] = self.pipe.sample_shape();
         let factor = sampler.model_channel_factor();
         let out = self.pipe.unet().config().out_channels;
@@ -328,7 +369,11 @@ impl<'a, B: Backend> Sampling<'a, B> {
             && x.dims() != shape
         {
             return Err(PipelineError::InputShape {
-                what: "init noise (x_T)",
+                what: if self.start_at.is_some() {
+                    "the start x_t (init noise)"
+                } else {
+                    "init noise (x_T)"
+                },
                 found: x.dims().to_vec(),
                 expected: shape.to_vec(),
                 meaning: "[num_samples, C, H, W] of the model",
@@ -353,6 +398,50 @@ impl<'a, B: Backend> Sampling<'a, B> {
             batch_size: batch_size.min(n),
         };
         Ok((plan, sampler))
+    }
+
+    /// Draws `n` samples and records x̂₀ of all of them at `k` steps spread evenly over the
+    /// run, the first and the last included ([`progressive_steps`]): the paper's progressive
+    /// generation (Ho et al. 2020, Fig. 6), from the same loop as [`Sampling::sample`] (the
+    /// samples are identical). Previews set with [`Sampling::previews`] still run.
+    ///
+    /// # Errors
+    /// As [`Sampling::sample`]; [`PipelineError::InvalidArgument`] unless 1 ≤ k ≤ the number
+    /// of steps.
+    pub fn sample_progressive(
+        mut self,
+        n: usize,
+        k: usize,
+    ) -> Result<Progressive<B>, PipelineError> {
+        let plan = self.plan(n)?;
+        let num_steps = plan.num_steps();
+        let steps = progressive_steps(num_steps, k)?;
+        let frames = std::rc::Rc::new(std::cell::RefCell::new(vec![Vec::new(); k]));
+        let record = std::rc::Rc::clone(&frames);
+        let wanted = steps.clone();
+        let mut user = self.previews.take();
+        self.previews = Some((
+            1,
+            Box::new(move |p: Preview<'_, B>| {
+                if let Some(col) = wanted.iter().position(|&s| s == p.progress.step) {
+                    record.borrow_mut()[col].push(p.pred_x0.clone());
+                }
+                if let Some((every, f)) = user.as_mut() {
+                    let done = p.progress.step + 1;
+                    if done.is_multiple_of(*every) || done == num_steps {
+                        f(p);
+                    }
+                }
+            }),
+        ));
+        let samples = self.sample(n)?;
+        let frames = std::mem::take(&mut *frames.borrow_mut());
+        Ok(Progressive {
+            timesteps: steps.iter().map(|&s| plan.timesteps[s]).collect(),
+            steps,
+            pred_x0: frames.into_iter().map(|b| Tensor::cat(b, 0)).collect(),
+            samples,
+        })
     }
 
     /// Draws `n` samples.
@@ -391,6 +480,9 @@ impl<'a, B: Backend> Sampling<'a, B> {
             }
             let mut noise = match &self.noise_replay {
                 Some(z) => NoiseSource::replay(z.clone().narrow(1, start, b)),
+                None if self.same_step_noise => {
+                    NoiseSource::per_sample(vec![step_noise_seed(self.seed, 0); b])
+                }
                 None => NoiseSource::per_sample(
                     (start..start + b).map(|i| step_noise_seed(self.seed, i)),
                 ),

@@ -57,12 +57,37 @@ pub enum SamplerError {
         /// Why, and what to do instead.
         reason: &'static str,
     },
+    /// A run asked to start at a timestep the sampler does not visit
+    /// ([`crate::StartAt`]).
+    #[error(
+        "the {sampler} sampler does not visit t = {t} (nearest it visits: {}); start at one \
+         of its timesteps, or use all T steps",
+        neighbours(*below, *above)
+    )]
+    TimestepNotVisited {
+        /// The timestep asked for.
+        t: usize,
+        /// The sampler.
+        sampler: &'static str,
+        /// The nearest timestep below `t` that the sampler visits.
+        below: Option<usize>,
+        /// The nearest timestep above `t` that the sampler visits.
+        above: Option<usize>,
+    },
     /// A sampler name that is not one of `ddpm`, `ddim`, `dpm-solver++`.
     #[error("unknown sampler {value:?}; expected one of ddpm, ddim, dpm-solver++")]
     UnknownSamplerKind {
         /// The name given.
         value: String,
     },
+}
+
+fn neighbours(below: Option<usize>, above: Option<usize>) -> String {
+    match (below, above) {
+        (Some(b), Some(a)) => format!("{b} and {a}"),
+        (Some(x), None) | (None, Some(x)) => x.to_string(),
+        (None, None) => "none".into(),
+    }
 }
 
 /// Why a sampling run did not start or did not finish.

@@ -10,6 +10,8 @@
 //! - [`sampler_from_config`]: the sampler a diffusers `scheduler_config.json`
 //!   ([`ddpm_schedule::SamplingConfig`]) asks for, with [`SamplerOverrides`] (kind, steps, η,
 //!   spacing) on top: every key honoured, nothing copied by hand.
+//! - [`StartAt`]: any sampler run from an intermediate x_t (p_θ(x₀ | x_t), the paper's
+//!   Figs. 7 and 8).
 //! - x̂₀ clipping and dynamic thresholding (Saharia et al. 2022, arXiv:2205.11487v1):
 //!   [`X0ProcessingConfig`].
 //!
@@ -55,6 +57,7 @@ mod noise;
 mod postprocess;
 mod sample_loop;
 mod sampler;
+mod start_at;
 
 pub use ddim::{DdimSampler, DdimSamplerConfig, DdimTimestepMode};
 pub use ddim_inversion::DdimInversion;
@@ -67,3 +70,4 @@ pub use noise::NoiseSource;
 pub use postprocess::X0ProcessingConfig;
 pub use sample_loop::{StepProgress, sample_loop};
 pub use sampler::{Sampler, StepOutput};
+pub use start_at::StartAt;

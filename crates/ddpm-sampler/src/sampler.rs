@@ -65,6 +65,40 @@ pub trait Sampler<B: Backend> {
     ) -> StepOutput<B>;
 }
 
+/// A boxed sampler is a sampler (what [`crate::sampler_from_config`] returns can be wrapped,
+/// e.g. in [`crate::StartAt`]).
+impl<B: Backend, S: Sampler<B> + ?Sized> Sampler<B> for Box<S> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn timesteps(&self) -> &[usize] {
+        (**self).timesteps()
+    }
+
+    fn needs_noise(&self, t: usize) -> bool {
+        (**self).needs_noise(t)
+    }
+
+    fn model_channel_factor(&self) -> usize {
+        (**self).model_channel_factor()
+    }
+
+    fn reset(&mut self) {
+        (**self).reset();
+    }
+
+    fn step(
+        &mut self,
+        model_output: Tensor<B, 4>,
+        t: usize,
+        x_t: Tensor<B, 4>,
+        noise: Option<Tensor<B, 4>>,
+    ) -> StepOutput<B> {
+        (**self).step(model_output, t, x_t, noise)
+    }
+}
+
 /// The timesteps to visit: all T (`None`) or `n` picked with `spacing` and `steps_offset`.
 ///
 /// # Errors

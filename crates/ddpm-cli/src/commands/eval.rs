@@ -15,7 +15,7 @@ use burn::tensor::backend::Backend;
 use clap::{Args, Subcommand};
 use ddpm_data::{DataSpec, ImageSize, LoadOptions, Split};
 use ddpm_forward::ForwardProcess;
-use ddpm_loss::{BpdConfig, BpdOutput, BpdTimesteps};
+use ddpm_loss::{BpdConfig, BpdOutput, BpdTimesteps, RateDistortionPoint};
 use ddpm_pipeline::ModelDir;
 use ddpm_schedule::{PredictionType, SamplingConfig, VarianceType};
 use ddpm_unet::{Unet, UnetConfig};
@@ -39,6 +39,11 @@ pub struct EvalArgs {
 pub enum EvalCommand {
     /// Bits/dim (negative log-likelihood bound) of images, with standard error and breakdown.
     Nll(NllArgs),
+    /// Rate–distortion of progressive coding (the paper's Fig. 5 and Table 4): for each t, the
+    /// bits spent until x_t (L_T + Σ_{s≥t} L_s) against the RMSE of x̂₀(x_t) on [0, 255]. The
+    /// same evaluation as `eval nll` (same arguments; its total rate is the bits/dim `eval nll`
+    /// reports); `--report` adds the curve, `--plot` draws it.
+    RateDistortion(NllArgs),
     /// Fréchet distance (FID with Inception features, FLD with the bundled digit classifier),
     /// KID, precision/recall and classifier score of generated images against a data set.
     Fid(super::fid::FidArgs),
@@ -102,18 +107,29 @@ pub fn run(args: EvalArgs) -> Result<()> {
     match args.command {
         EvalCommand::Nll(args) => {
             let device = args.device.clone();
-            dispatch(&device, Task(args))
+            dispatch(&device, Task(args, Mode::Nll))
+        }
+        EvalCommand::RateDistortion(args) => {
+            let device = args.device.clone();
+            dispatch(&device, Task(args, Mode::RateDistortion))
         }
         EvalCommand::Fid(args) => super::fid::run(args),
     }
 }
 
-struct Task(NllArgs);
+/// What `nll` reports: the bound, or the rate–distortion curve read off it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Nll,
+    RateDistortion,
+}
+
+struct Task(NllArgs, Mode);
 
 impl OnBackend for Task {
     type Output = ();
     fn run<B: Backend>(self, device: B::Device) -> Result<()> {
-        nll::<B>(self.0, &device)
+        nll::<B>(self.0, self.1, &device)
     }
 }
 
@@ -151,7 +167,7 @@ fn parse_timesteps(s: &str) -> Result<BpdTimesteps> {
     Ok(BpdTimesteps::Stratified { k })
 }
 
-fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
+fn nll<B: Backend>(args: NllArgs, mode: Mode, device: &B::Device) -> Result<()> {
     ensure!(args.num_images > 0, "--num-images must be at least 1");
     ensure!(args.batch_size > 0, "--batch-size must be at least 1");
     let timesteps = parse_timesteps(&args.timesteps)?;
@@ -298,17 +314,114 @@ fn nll<B: Backend>(args: NllArgs, device: &B::Device) -> Result<()> {
     outln!("  prior L_T        {prior:.6}")?;
     outln!("  Σ L_(t-1), t > 1 {kl_sum:.4}")?;
     outln!("  decoder L_0      {decoder:.4}")?;
+    let curve = (mode == Mode::RateDistortion).then(|| result.rate_distortion());
+    if let Some(curve) = &curve {
+        print_rate_distortion(curve)?;
+    }
 
     if let Some(path) = &args.report {
-        let report = report_json(&args, &result, &source, prediction_type, variance_type);
+        let mut report = report_json(&args, &result, &source, prediction_type, variance_type);
+        if let Some(curve) = &curve {
+            report["rate_distortion"] = serde_json::to_value(curve)?;
+        }
         ddpm_io::write_atomic(path, serde_json::to_string_pretty(&report)? + "\n")?;
         note!("wrote {}", path.display());
     }
     if let Some(path) = &args.plot {
-        plot_terms(&result, path)?;
+        match &curve {
+            Some(curve) => plot_rate_distortion(curve, path)?,
+            None => plot_terms(&result, path)?,
+        }
         note!("wrote {}", path.display());
     }
     Ok(())
+}
+
+/// Table 4's layout: rows at t = T, 0.9 T, …, 0.1 T, 0.05 T, 0.01 T, 1 and 0 (the nearest
+/// points the evaluation has).
+fn print_rate_distortion(curve: &[RateDistortionPoint]) -> Result<()> {
+    let top = curve[0].t;
+    let targets = [1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05, 0.01]
+        .iter()
+        .map(|f| (f * top as f64).round() as usize)
+        .chain([1, 0]);
+    let mut shown: Vec<&RateDistortionPoint> = Vec::new();
+    for target in targets {
+        let nearest = curve
+            .iter()
+            .min_by_key(|p| p.t.abs_diff(target))
+            .expect("a curve has points");
+        if !shown.iter().any(|p| p.t == nearest.t) {
+            shown.push(nearest);
+        }
+    }
+    outln!("rate-distortion (paper's t: x_t received; rate L_T + sum_(s>=t) L_s):")?;
+    outln!(
+        "  {:>6}  {:>12}  {:>18}",
+        "t",
+        "rate (b/dim)",
+        "distortion (RMSE)"
+    )?;
+    for p in shown {
+        outln!(
+            "  {:>6}  {:>12.5}  {:>18.5}",
+            p.t,
+            p.rate_bpd,
+            p.distortion_rmse
+        )?;
+    }
+    Ok(())
+}
+
+/// Fig. 5: distortion and rate against the reverse-process time, and distortion against rate.
+fn plot_rate_distortion(curve: &[RateDistortionPoint], path: &Path) -> Result<()> {
+    let top = curve[0].t as f64;
+    let steps = |p: &RateDistortionPoint| top - p.t as f64;
+    let series = |name: &str, points: Vec<(f64, f64)>| Series {
+        name: name.into(),
+        points,
+    };
+    line_panels(
+        path,
+        &[
+            Panel {
+                title: "Distortion".into(),
+                x_label: "reverse process steps (T - t)".into(),
+                y_label: "RMSE of x̂₀ on [0, 255]".into(),
+                log_y: false,
+                series: vec![series(
+                    "distortion",
+                    curve
+                        .iter()
+                        .map(|p| (steps(p), p.distortion_rmse))
+                        .collect(),
+                )],
+            },
+            Panel {
+                title: "Rate".into(),
+                x_label: "reverse process steps (T - t)".into(),
+                y_label: "bits/dim".into(),
+                log_y: false,
+                series: vec![series(
+                    "rate",
+                    curve.iter().map(|p| (steps(p), p.rate_bpd)).collect(),
+                )],
+            },
+            Panel {
+                title: "Rate-distortion".into(),
+                x_label: "rate (bits/dim)".into(),
+                y_label: "RMSE of x̂₀ on [0, 255]".into(),
+                log_y: false,
+                series: vec![series(
+                    "distortion",
+                    curve
+                        .iter()
+                        .map(|p| (p.rate_bpd, p.distortion_rmse))
+                        .collect(),
+                )],
+            },
+        ],
+    )
 }
 
 fn report_json(

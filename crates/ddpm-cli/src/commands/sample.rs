@@ -18,7 +18,7 @@ use ddpm_schedule::TimestepSpacing;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::{OnBackend, dispatch};
-use crate::output::note;
+use crate::output::{note, outln};
 
 /// Arguments of `ddpm sample`.
 #[derive(Args, Debug, Clone)]
@@ -71,6 +71,11 @@ pub struct SampleArgs {
     /// (e.g. recorded from another implementation), replacing the RNG inside the loop.
     #[arg(long)]
     pub noise_file: Option<PathBuf>,
+    /// Progressive generation (the paper's Fig. 6): record x̂₀ at K steps spread evenly over the
+    /// run (first and last included) and write them to `--output` as a grid, one row per
+    /// sample, one column per step (large t on the left), instead of the samples' grid.
+    #[arg(long, value_name = "K")]
+    pub progressive: Option<usize>,
     /// The grid of all samples: .png, or .jpg/.jpeg (the extension picks the format).
     #[arg(long, default_value = "samples.png")]
     pub output: PathBuf,
@@ -162,19 +167,31 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
         ProgressStyle::with_template("{msg} [{elapsed_precise}] {wide_bar} {pos}/{len} ({eta})")
             .expect("valid template"),
     );
-    let samples = sampling
-        .on_progress(|p| {
-            bar.set_message(format!("batch {}/{}", p.batch + 1, p.num_batches));
-            bar.set_position(p.steps_done() as u64);
-        })
-        .sample(n)?;
+    let sampling = sampling.on_progress(|p| {
+        bar.set_message(format!("batch {}/{}", p.batch + 1, p.num_batches));
+        bar.set_position(p.steps_done() as u64);
+    });
+    let (samples, progressive) = match args.progressive {
+        Some(k) => {
+            let p = sampling.sample_progressive(n, k)?;
+            (p.samples().clone(), Some(p))
+        }
+        None => (sampling.sample(n)?, None),
+    };
     bar.finish_and_clear();
 
     if let Some(path) = &args.save_tensor {
         samples.save_tensor(path)?;
         note!("wrote {}", path.display());
     }
-    samples.save_grid(&args.output)?;
+    match &progressive {
+        Some(p) => {
+            p.save_grid(&args.output)?;
+            let ts: Vec<String> = p.timesteps().iter().map(usize::to_string).collect();
+            outln!("columns: x̂₀ at t = {} (0-based)", ts.join(", "))?;
+        }
+        None => samples.save_grid(&args.output)?,
+    }
     note!("wrote {}", args.output.display());
     if let Some(dir) = &args.output_dir {
         samples.save_each(dir)?;
