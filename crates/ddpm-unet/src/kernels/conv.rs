@@ -203,6 +203,7 @@ pub(crate) fn conv2d_forward(
 /// gemm); on a Zen 3 (AVX2) VM the two forward paths were within 2% (781 vs 792 ms). The
 /// MNIST presets (32–64 channels) are below the threshold and keep the direct forward, which
 /// is faster there.
+#[cfg(target_arch = "x86_64")]
 const GEMM_FORWARD_MIN_CHANNELS: usize = 128;
 
 /// Whether [`im2col_forward`] beats the direct forward kernel for `g` (see
