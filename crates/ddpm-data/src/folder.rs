@@ -58,7 +58,7 @@ pub(crate) fn list_images(dir: &Path) -> Result<(Vec<PathBuf>, usize), DataError
 }
 
 /// Decodes one file and fits it to the options' channels and size.
-fn decode(path: &Path, opts: &LoadOptions) -> Result<(Vec<u8>, bool), DataError> {
+pub(crate) fn decode(path: &Path, opts: &LoadOptions) -> Result<(Vec<u8>, bool), DataError> {
     let img = ImageReader::open(path)
         .map_err(|e| DataError::io(path, e))?
         .with_guessed_format()

@@ -6,9 +6,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use image::ImageReader;
-
-use crate::preprocess::fit_image;
+use crate::folder::decode;
 use crate::{DataError, DataSpec, LoadOptions};
 
 /// One image: a PNG/JPEG file, or the image at an index of a data set.
@@ -51,18 +49,7 @@ impl ImageRef {
     pub fn load(&self, opts: &LoadOptions) -> Result<Vec<u8>, DataError> {
         opts.validate()?;
         match self {
-            Self::File(path) => {
-                let img = ImageReader::open(path)
-                    .map_err(|e| DataError::io(path, e))?
-                    .with_guessed_format()
-                    .map_err(|e| DataError::io(path, e))?
-                    .decode()
-                    .map_err(|source| DataError::Decode {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Ok(fit_image(img, opts.channels, opts.size).0)
-            }
+            Self::File(path) => Ok(decode(path, opts)?.0),
             Self::Indexed { spec, index } => {
                 let dataset = spec.open(opts)?;
                 if *index >= dataset.len() {

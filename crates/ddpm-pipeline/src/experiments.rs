@@ -258,22 +258,26 @@ fn check_image<B: Backend>(
     crate::sampling::check_finite_input(x0, what)
 }
 
-/// Checks that `t` is a training timestep of the pipeline's schedule; returns ᾱ_t's noise
-/// level.
-fn noise_level<B: Backend>(
+/// Checks that every `t` is a training timestep of the pipeline's schedule; returns the noise
+/// level ᾱ_t of each.
+fn noise_levels<B: Backend>(
     pipe: &Pipeline<B>,
-    t: usize,
-) -> Result<NoiseLevel<B, 4>, PipelineError> {
+    timesteps: &[usize],
+) -> Result<Vec<NoiseLevel<B, 4>>, PipelineError> {
     let schedule = pipe.scheduler_config().schedule.build()?;
-    let total = schedule.num_train_timesteps();
-    if t >= total {
-        return Err(PipelineError::InvalidArgument {
-            name: "timestep t",
-            value: t.to_string(),
-            expected: "a 0-based training timestep below T (the schedule's num_train_timesteps)",
-        });
-    }
-    Ok(NoiseLevel::from_alpha_bar(schedule.alpha_bar()[t]))
+    let alpha_bar = schedule.alpha_bar();
+    timesteps
+        .iter()
+        .map(|&t| match alpha_bar.get(t) {
+            Some(&a) => Ok(NoiseLevel::from_alpha_bar(a)),
+            None => Err(PipelineError::InvalidArgument {
+                name: "timestep t",
+                value: t.to_string(),
+                expected: "a 0-based training timestep below T (the schedule's \
+                           num_train_timesteps)",
+            }),
+        })
+        .collect()
 }
 
 /// Samples sharing a latent (Fig. 7): encodes the image `x0` (`[1, C, H, W]`, in [−1, 1]) to
@@ -325,10 +329,7 @@ pub fn shared_latent<'p, B: Backend>(
             expected: "at least 1",
         });
     }
-    let levels = timesteps
-        .iter()
-        .map(|&t| noise_level(pipe, t))
-        .collect::<Result<Vec<_>, _>>()?;
+    let levels = noise_levels(pipe, timesteps)?;
     let eps = NoiseSource::<B>::seeded(seed).standard_normal(x0.dims(), pipe.device())?;
     let mut x_t = Vec::with_capacity(timesteps.len());
     let mut samples = Vec::with_capacity(timesteps.len());
@@ -400,7 +401,7 @@ pub fn interpolate<'p, B: Backend>(
             expected: "a finite number (0 = image A, 1 = image B)",
         });
     }
-    let level = noise_level(pipe, t)?;
+    let level = noise_levels(pipe, &[t])?.remove(0);
     let eps = NoiseSource::<B>::seeded(seed).standard_normal(x0_a.dims(), pipe.device())?;
     let x_t_a = level.q_sample(x0_a.clone(), eps.clone());
     let x_t_b = level.q_sample(x0_b.clone(), eps);

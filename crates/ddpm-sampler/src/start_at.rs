@@ -26,7 +26,7 @@ use crate::{Sampler, SamplerError, StepOutput};
 #[derive(Debug, Clone)]
 pub struct StartAt<S> {
     inner: S,
-    start: usize,
+    /// The wrapped sampler's timesteps from the start on (never empty: it holds the start).
     timesteps: Vec<usize>,
 }
 
@@ -53,16 +53,12 @@ impl<S> StartAt<S> {
             });
         };
         let timesteps = all[pos..].to_vec();
-        Ok(Self {
-            inner,
-            start: t,
-            timesteps,
-        })
+        Ok(Self { inner, timesteps })
     }
 
     /// The timestep the run starts at (the noise level of the x_t it is given).
     pub fn start(&self) -> usize {
-        self.start
+        self.timesteps[0]
     }
 
     /// The wrapped sampler.

@@ -6,31 +6,23 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result};
 use burn::tensor::{Tensor, TensorData, backend::Backend};
 use clap::Args;
 use ddpm_data::{ImageRef, ImageSize, LoadOptions, Split};
 use ddpm_pipeline::experiments::{even_lambdas, interpolate, shared_latent};
 use ddpm_pipeline::images::ImageFileFormat;
-use ddpm_pipeline::{ModelDir, Pipeline, SamplerKind, SamplerOverrides, Sampling, Weights};
+use ddpm_pipeline::{Pipeline, SamplerKind, SamplerOverrides, Sampling};
 
+use super::sample::ModelArgs;
 use crate::backend::{OnBackend, dispatch};
 use crate::output::{note, outln};
 
 /// The model and the reverse process, shared by both commands.
 #[derive(Args, Debug, Clone)]
 pub struct ReverseArgs {
-    /// The model: a diffusers pipeline or `UNet2DModel` directory, a native checkpoint
-    /// directory, or a `ddpm train` run (its newest checkpoint) or checkpoint directory.
-    #[arg(long)]
-    pub unet: PathBuf,
-    /// Weights of a training run or checkpoint: ema (default) or raw.
-    #[arg(long)]
-    pub weights: Option<Weights>,
-    /// diffusers `scheduler_config.json` (or a directory holding one), replacing the one
-    /// stored with the model.
-    #[arg(long)]
-    pub scheduler: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Sampler of the reverse process: ddpm (the paper's ancestral sampling, the default),
     /// ddim or dpm-solver++. The start timestep must be one it visits.
     #[arg(long, default_value = "ddpm")]
@@ -122,15 +114,7 @@ impl OnBackend for Task {
 fn load<B: Backend>(args: &ReverseArgs, device: &B::Device) -> Result<Pipeline<B>> {
     ImageFileFormat::from_path(&args.output)?;
     ddpm_io::check_output_file(&args.output).context("--output")?;
-    let model = ModelDir::resolve(&args.unet, args.weights)?;
-    let mut pipe =
-        Pipeline::<B>::load(&model, device).with_context(|| format!("loading {model}"))?;
-    if let Some(path) = &args.scheduler {
-        pipe = pipe
-            .with_scheduler_config_file(path)
-            .with_context(|| format!("--scheduler {}", path.display()))?;
-    }
-    Ok(pipe)
+    args.model.load(device)
 }
 
 /// The sampler settings of the command line, applied to a run.
@@ -154,11 +138,8 @@ fn read_image<B: Backend>(
     split: Split,
     what: &str,
 ) -> Result<Tensor<B, 4>> {
+    // `sample_shape` is [C, S, S]: the U-Net's samples are square.
     let [c, h, w] = pipe.sample_shape();
-    ensure!(
-        h == w,
-        "the model's samples are {h}×{w}; only square models are supported"
-    );
     let opts = LoadOptions::new(c, ImageSize::square(h)).with_split(split);
     // The data error names the file or `SPEC#INDEX` itself.
     let values = image.load_scaled(&opts).context(what.to_string())?;

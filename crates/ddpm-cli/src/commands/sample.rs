@@ -20,9 +20,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::backend::{OnBackend, dispatch};
 use crate::output::{note, outln};
 
-/// Arguments of `ddpm sample`.
+/// The model to sample from and its scheduler settings: `ddpm sample`, `ddpm interpolate`,
+/// `ddpm shared-latent`.
 #[derive(Args, Debug, Clone)]
-pub struct SampleArgs {
+pub struct ModelArgs {
     /// The model: a diffusers pipeline or `UNet2DModel` directory, a native checkpoint
     /// directory, or a `ddpm train` run directory (its newest checkpoint) or checkpoint
     /// directory, each with the scheduler config stored with it.
@@ -36,6 +37,28 @@ pub struct SampleArgs {
     /// stored with the model (default; the paper's settings if there is none).
     #[arg(long)]
     pub scheduler: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// Resolves and loads the model with its scheduler settings (`--scheduler` replacing them).
+    pub fn load<B: Backend>(&self, device: &B::Device) -> Result<Pipeline<B>> {
+        let model = ModelDir::resolve(&self.unet, self.weights)?;
+        let mut pipe =
+            Pipeline::<B>::load(&model, device).with_context(|| format!("loading {model}"))?;
+        if let Some(path) = &self.scheduler {
+            pipe = pipe
+                .with_scheduler_config_file(path)
+                .with_context(|| format!("--scheduler {}", path.display()))?;
+        }
+        Ok(pipe)
+    }
+}
+
+/// Arguments of `ddpm sample`.
+#[derive(Args, Debug, Clone)]
+pub struct SampleArgs {
+    #[command(flatten)]
+    pub model: ModelArgs,
     /// Sampler: ddpm, ddim or dpm-solver++. Default from the config's `_class_name`
     /// (DDPMScheduler → ddpm, DDIMScheduler → ddim, DPMSolverMultistepScheduler → dpm-solver++).
     #[arg(long)]
@@ -121,15 +144,10 @@ pub fn run_on<B: Backend>(args: SampleArgs, device: &B::Device) -> Result<()> {
     if let Some(path) = &args.save_tensor {
         ddpm_io::check_output_file(path).context("--save-tensor")?;
     }
-    let model = ModelDir::resolve(&args.unet, args.weights)?;
-    let mut pipe =
-        Pipeline::<B>::load(&model, device).with_context(|| format!("loading {model}"))?;
-    pipe = pipe.with_precision(args.precision)?;
-    if let Some(path) = &args.scheduler {
-        pipe = pipe
-            .with_scheduler_config_file(path)
-            .with_context(|| format!("--scheduler {}", path.display()))?;
-    }
+    let pipe = args
+        .model
+        .load::<B>(device)?
+        .with_precision(args.precision)?;
     if !pipe.ignored_keys().is_empty() {
         let keys = pipe.ignored_keys().join(", ");
         note!("note: {} keys not used: {keys}", pipe.scheduler_source());
