@@ -147,11 +147,18 @@ impl<B: Backend> ForwardProcess<B> {
         self.tables[idx].clone().select(0, t).reshape(shape)
     }
 
-    /// The noise level ᾱ_t per sample.
+    /// The noise level ᾱ_t per sample, with μ̃_t's coefficients (it reads every prediction
+    /// type).
     pub fn noise_level<const D: usize>(&self, t: Tensor<B, 1, Int>) -> NoiseLevel<B, D> {
         NoiseLevel {
             sqrt_alpha_bar: Coef::PerSample(self.gather(Table::SqrtAlphaBar, t.clone())),
-            sqrt_one_minus_alpha_bar: Coef::PerSample(self.gather(Table::SqrtOneMinusAlphaBar, t)),
+            sqrt_one_minus_alpha_bar: Coef::PerSample(
+                self.gather(Table::SqrtOneMinusAlphaBar, t.clone()),
+            ),
+            posterior_mean: Some([
+                Coef::PerSample(self.gather(Table::PosteriorMeanCoef1, t.clone())),
+                Coef::PerSample(self.gather(Table::PosteriorMeanCoef2, t)),
+            ]),
         }
     }
 
@@ -202,6 +209,7 @@ impl<B: Backend> ForwardProcess<B> {
             log_posterior_variance: per_sample(Table::PosteriorLogVarianceClipped),
             fixed_large_log_variance: per_sample(Table::FixedLargeLogVariance),
             log_beta: Coef::PerSample(self.gather::<D>(Table::Betas, t.clone()).log()),
+            consecutive: true,
         }
     }
 

@@ -1,5 +1,6 @@
 //! The reverse step p_θ(x_{t−1} | x_t) = N(μ_θ, σ_t² I) a model output implies: x̂₀ from the
-//! prediction (ε, x₀ or v), μ_θ = μ̃_t(x_t, x̂₀), and log σ_t² for every variance type. The one
+//! prediction (ε, x₀, v or μ̃), μ_θ = μ̃_t(x_t, x̂₀) (or the μ̃ prediction itself), and log σ_t²
+//! for every variance type. The one
 //! implementation of these formulas: the DDPM sampler and the variational bound both call
 //! [`p_mean_variance`].
 //!
@@ -26,7 +27,8 @@ pub fn posterior_mean<B: Backend, const D: usize>(
 /// Everything one reverse step needs from the schedule, per batch or per sample.
 #[derive(Debug, Clone)]
 pub struct ReverseCoefficients<B: Backend, const D: usize> {
-    /// √ᾱ_t and √(1 − ᾱ_t), for x̂₀ from the prediction.
+    /// √ᾱ_t, √(1 − ᾱ_t) and the training chain's μ̃_t coefficients, for x̂₀ from the
+    /// prediction.
     pub level: NoiseLevel<B, D>,
     /// μ̃_t's coefficient of x̂₀ (Eq. 7).
     pub mean_coef1: Coef<B, D>,
@@ -38,6 +40,9 @@ pub struct ReverseCoefficients<B: Backend, const D: usize> {
     pub fixed_large_log_variance: Coef<B, D>,
     /// log β_t: the upper end of `learned_range` (Nichol & Dhariwal 2021, Eq. 15).
     pub log_beta: Coef<B, D>,
+    /// Whether the step is the training chain's own t → t − 1 (always, per sample), so that a
+    /// mean prediction is μ_θ itself.
+    pub consecutive: bool,
 }
 
 impl<B: Backend, const D: usize> ReverseCoefficients<B, D> {
@@ -45,12 +50,14 @@ impl<B: Backend, const D: usize> ReverseCoefficients<B, D> {
     /// [`ddpm_schedule::NoiseSchedule::reverse_step`].
     pub fn from_host(step: &ReverseStepCoefficients) -> Self {
         Self {
-            level: NoiseLevel::from_alpha_bar(step.alpha_bar),
+            level: NoiseLevel::from_alpha_bar(step.alpha_bar)
+                .with_posterior_mean(step.one_step_mean_coefs),
             mean_coef1: Coef::Scalar(step.posterior.mean_coef1),
             mean_coef2: Coef::Scalar(step.posterior.mean_coef2),
             log_posterior_variance: Coef::Scalar(step.log_posterior_variance),
             fixed_large_log_variance: Coef::Scalar(step.fixed_large_log_variance),
             log_beta: Coef::Scalar(step.log_beta),
+            consecutive: step.consecutive,
         }
     }
 
@@ -111,6 +118,11 @@ pub fn split_model_output<B: Backend, const D: usize>(
 /// Reads `model_output` as p_θ(x_{t−1} | x_t): x̂₀ from the prediction, then `process_x0`
 /// (clipping or thresholding, or the identity), μ_θ = μ̃_t(x_t, x̂₀), and
 ///
+/// A mean prediction ([`PredictionType::Mean`]) on the training chain's own step is μ_θ itself
+/// (the paper's μ̃ parameterisation, §3.2; `process_x0` then changes only the returned x̂₀, as
+/// the original code's `xprev`); on a strided step μ_θ = μ̃(x_t, processed x̂₀) as for the
+/// other types.
+///
 /// - fixed small: log σ_t² = log β̃_t (clipped: log β̃₂ at t = 1);
 /// - fixed large: log σ_t² = log β_t (log β̃₂ at t = 1, as the original code);
 /// - learned: log σ_t² = the variance channels (improved-diffusion's reading);
@@ -146,11 +158,16 @@ pub fn p_mean_variance<B: Backend, const D: usize>(
         (VarianceType::FixedLarge, _) => c.fixed_large_log_variance.to_tensor(&device),
         _ => c.log_posterior_variance.to_tensor(&device),
     };
+    let direct_mean =
+        (prediction_type == PredictionType::Mean && c.consecutive).then(|| prediction.clone());
     let pred_x0 = process_x0(
         c.level
             .x0_from_prediction(prediction_type, x_t.clone(), prediction),
     );
-    let mean = c.posterior_mean(pred_x0.clone(), x_t);
+    let mean = match direct_mean {
+        Some(mean) => mean,
+        None => c.posterior_mean(pred_x0.clone(), x_t),
+    };
     PMeanVariance {
         mean,
         log_variance,

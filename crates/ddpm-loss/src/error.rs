@@ -55,6 +55,24 @@ pub enum LossError {
         /// What it got.
         actual: &'static str,
     },
+    /// Options that do not go together (e.g. a loss weighting with the bound objective).
+    #[error("{what}: {reason}")]
+    Unsupported {
+        /// The combination.
+        what: &'static str,
+        /// Why, and what would work.
+        reason: &'static str,
+    },
+    /// A name that is not one of the accepted values.
+    #[error("{field} {value:?} is unknown; expected one of {expected}")]
+    UnknownName {
+        /// The option.
+        field: &'static str,
+        /// The name given.
+        value: String,
+        /// The accepted names.
+        expected: &'static str,
+    },
     /// A numeric option outside its range.
     #[error("{field} is {value}; expected {expected}")]
     InvalidParameter {

@@ -30,15 +30,7 @@ pub struct HybridLossConfig {
 }
 
 impl HybridLossConfig {
-    /// Validates the config and builds the loss on `forward`'s schedule and device.
-    ///
-    /// # Errors
-    /// [`LossError::VarianceType`] for a fixed variance type; [`LossError::InvalidParameter`]
-    /// for λ < 0 or non-finite.
-    pub fn init<B: Backend>(
-        &self,
-        forward: &ForwardProcess<B>,
-    ) -> Result<HybridLoss<B>, LossError> {
+    pub(crate) fn check(&self) -> Result<(), LossError> {
         if !self.variance_type.is_learned() {
             return Err(LossError::VarianceType {
                 what: "the hybrid loss",
@@ -53,6 +45,19 @@ impl HybridLossConfig {
                 expected: "a finite lambda >= 0 (Nichol & Dhariwal: 0.001)",
             });
         }
+        Ok(())
+    }
+
+    /// Validates the config and builds the loss on `forward`'s schedule and device.
+    ///
+    /// # Errors
+    /// [`LossError::VarianceType`] for a fixed variance type; [`LossError::InvalidParameter`]
+    /// for λ < 0 or non-finite.
+    pub fn init<B: Backend>(
+        &self,
+        forward: &ForwardProcess<B>,
+    ) -> Result<HybridLoss<B>, LossError> {
+        self.check()?;
         let simple = SimpleLossConfig::new()
             .with_prediction_type(self.prediction_type)
             .init(forward)?;

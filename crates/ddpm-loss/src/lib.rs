@@ -3,8 +3,11 @@
 //!
 //! Ho, Jain & Abbeel, "Denoising Diffusion Probabilistic Models" (arXiv:2006.11239v2):
 //!
-//! - [`SimpleLoss`]: L_simple (Eq. 14) for ε, x₀ and v targets, with [`LossWeighting`] none,
-//!   min-SNR-γ (Hang et al. 2023, arXiv:2303.09556) or the true bound's weight (Eq. 12).
+//! - [`SimpleLoss`]: L_simple (Eq. 14) for ε, x₀, v and μ̃ targets, with [`LossWeighting`]
+//!   none, min-SNR-γ (Hang et al. 2023, arXiv:2303.09556) or the true bound's weight (Eq. 12).
+//! - [`TrainingLoss`]: a training step's loss for any [`Objective`] — L_simple, the true bound
+//!   (Eq. 5, per sample) or the hybrid — with any prediction and variance type: the rows of the
+//!   paper's Table 2.
 //! - [`VariationalBound`]: the bound of Eqs. 3 and 5 in bits/dim: the prior L_T, the KL terms
 //!   L_{t−1} against the posterior (Eqs. 6–7, log β̃ clipped) and the discretized decoder L_0
 //!   (Eq. 13), built from [`normal_kl`], [`approx_standard_normal_cdf`] and
@@ -53,6 +56,7 @@ mod error;
 mod gaussian;
 mod hybrid;
 mod model_output;
+mod objective;
 mod rate_distortion;
 mod simple;
 mod timestep_distribution;
@@ -66,6 +70,7 @@ pub use gaussian::{
 };
 pub use hybrid::{HybridLoss, HybridLossConfig, HybridLossOutput};
 pub use model_output::{PMeanVariance, Parameterization, p_mean_variance};
+pub use objective::{Objective, TrainingLoss, TrainingLossConfig};
 pub use rate_distortion::RateDistortionPoint;
 pub use simple::{LossWeighting, SimpleLoss, SimpleLossConfig};
 pub use timestep_distribution::{

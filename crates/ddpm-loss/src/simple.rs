@@ -1,5 +1,5 @@
-//! L_simple, the paper's training objective, for ε, x₀ and v targets, with optional per-timestep
-//! weightings.
+//! L_simple, the paper's training objective, for ε, x₀, v and μ̃ targets, with optional
+//! per-timestep weightings.
 //!
 //! Ho et al. 2020 (arXiv:2006.11239v2), Eqs. 12 and 14; min-SNR-γ weighting from Hang et al.
 //! 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy" (arXiv:2303.09556v3).
@@ -64,6 +64,18 @@ pub struct SimpleLossConfig {
 }
 
 impl SimpleLossConfig {
+    pub(crate) fn check_gamma(gamma: f64) -> Result<(), LossError> {
+        if gamma.is_finite() && gamma > 0.0 {
+            Ok(())
+        } else {
+            Err(LossError::InvalidParameter {
+                field: "gamma",
+                value: gamma,
+                expected: "a finite gamma > 0 (paper: 5)",
+            })
+        }
+    }
+
     /// Validates the config and builds the loss on `forward`'s schedule and device.
     ///
     /// # Errors
@@ -74,13 +86,7 @@ impl SimpleLossConfig {
         forward: &ForwardProcess<B>,
     ) -> Result<SimpleLoss<B>, LossError> {
         match self.weighting {
-            LossWeighting::MinSnr { gamma } if !(gamma.is_finite() && gamma > 0.0) => {
-                return Err(LossError::InvalidParameter {
-                    field: "gamma",
-                    value: gamma,
-                    expected: "a finite gamma > 0 (paper: 5)",
-                });
-            }
+            LossWeighting::MinSnr { gamma } => Self::check_gamma(gamma)?,
             LossWeighting::TrueBound if self.variance_type.is_learned() => {
                 return Err(LossError::VarianceType {
                     what: "the true-bound weighting",
@@ -185,11 +191,16 @@ impl<B: Backend> SimpleLoss<B> {
             let n: Tensor<B, 1> = fp.gather(Table::SqrtOneMinusAlphaBar, t.clone());
             (s / n).powi_scalar(2)
         };
-        // Converts a weight on x₀ errors into one on this target's errors.
+        // Converts a weight on x₀ errors into one on this target's errors: μ̃ − μ̃_θ =
+        // c₁ (x₀ − x̂₀) for a mean prediction (Eq. 7), so its weight is w_x0 / c₁².
         let per_target = |w_x0: Tensor<B, 1>, snr: Tensor<B, 1>| match self.prediction_type {
             PredictionType::Sample => w_x0,
             PredictionType::Epsilon => w_x0 / snr,
             PredictionType::VPrediction => w_x0 / snr.add_scalar(1.0),
+            PredictionType::Mean => {
+                let coef1: Tensor<B, 1> = fp.gather(Table::PosteriorMeanCoef1, t.clone());
+                w_x0 / coef1.powi_scalar(2)
+            }
         };
         match self.weighting {
             LossWeighting::None => None,
@@ -298,6 +309,47 @@ mod tests {
             let expected = b / (2.0 * s.alphas()[i] * (1.0 - s.alpha_bar()[i]));
             assert!(
                 (w - expected).abs() <= 1e-5 * expected,
+                "t={i}: {w} vs {expected}"
+            );
+        }
+    }
+
+    /// For a μ̃ prediction the true bound's weight is Eq. 8's 1 / (2σ_t²); min-SNR's is
+    /// min(SNR, γ) / c₁².
+    #[test]
+    fn mean_prediction_weights_are_eq_8() {
+        let (fp, device) = setup();
+        let s = fp.schedule().clone();
+        let ts = [1usize, 100, 999];
+        let t = Tensor::<B, 1, Int>::from_ints(ts, &device);
+        let w = host(
+            SimpleLossConfig::new()
+                .with_prediction_type(PredictionType::Mean)
+                .with_weighting(LossWeighting::TrueBound)
+                .with_variance_type(VarianceType::FixedLarge)
+                .init(&fp)
+                .unwrap()
+                .weights(t.clone())
+                .unwrap(),
+        );
+        for (w, &i) in w.iter().zip(&ts) {
+            let expected = 1.0 / (2.0 * s.betas()[i]);
+            assert!((w - expected).abs() <= 1e-5 * expected, "t={i}: {w}");
+        }
+        let w = host(
+            SimpleLossConfig::new()
+                .with_prediction_type(PredictionType::Mean)
+                .with_weighting(LossWeighting::min_snr())
+                .init(&fp)
+                .unwrap()
+                .weights(t)
+                .unwrap(),
+        );
+        for (w, &i) in w.iter().zip(&ts) {
+            let c1 = s.posterior_mean_coef1()[i];
+            let expected = s.snr()[i].min(5.0) / (c1 * c1);
+            assert!(
+                (w - expected).abs() <= 1e-4 * expected,
                 "t={i}: {w} vs {expected}"
             );
         }

@@ -73,6 +73,8 @@ pub struct DdimSamplerConfig {
 pub(crate) struct DdimStep {
     pub(crate) alpha_bar: f64,
     pub(crate) alpha_bar_prev: f64,
+    /// μ̃'s coefficients of the training chain's step from t (a mean prediction's reading).
+    posterior_mean: [f64; 2],
     /// σ_t (Eq. 16).
     sigma: f64,
 }
@@ -144,6 +146,10 @@ impl DdimSampler {
                 DdimStep {
                     alpha_bar: ab[t],
                     alpha_bar_prev,
+                    posterior_mean: [
+                        schedule.posterior_mean_coef1()[t],
+                        schedule.posterior_mean_coef2()[t],
+                    ],
                     sigma: config.eta * posterior.variance.max(0.0).sqrt(),
                 }
             })
@@ -189,7 +195,8 @@ impl<B: Backend> Sampler<B> for DdimSampler {
         check_shapes(&model_output, &x_t, noise.as_ref(), 1);
         let s = self.steps[step_index(&self.timesteps, t, "DDIM")];
         let pt = self.config.prediction_type;
-        let level = NoiseLevel::<B, 4>::from_alpha_bar(s.alpha_bar);
+        let level =
+            NoiseLevel::<B, 4>::from_alpha_bar(s.alpha_bar).with_posterior_mean(s.posterior_mean);
         // diffusers derives ε̂ from the raw prediction, before clipping.
         let eps = level.eps_from_prediction(pt, x_t.clone(), model_output.clone());
         let x_0 = self.config.x0_processing.apply(level.x0_from_prediction(

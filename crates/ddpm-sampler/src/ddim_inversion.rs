@@ -42,9 +42,19 @@ impl DdimSampler {
     ///
     /// # Errors
     /// [`SamplerError::UnsupportedPrediction`] for `sample` prediction with
-    /// `set_alpha_to_one = true`: at ᾱ = 1 the first step cannot derive ε̂ from x̂₀.
+    /// `set_alpha_to_one = true`: at ᾱ = 1 the first step cannot derive ε̂ from x̂₀; for a
+    /// `mean` prediction, whose output is μ̃ of x at its own timestep's level, while inversion
+    /// calls the model on x one level below.
     pub fn inversion(&self) -> Result<DdimInversion, SamplerError> {
         let config = self.config();
+        if config.prediction_type == PredictionType::Mean {
+            return Err(SamplerError::UnsupportedPrediction {
+                sampler: "DDIM inversion",
+                prediction_type: PredictionType::Mean,
+                reason: "is not supported (the model would be read at a level its input is not \
+                         at); train an epsilon, sample or v_prediction model to invert",
+            });
+        }
         if config.prediction_type == PredictionType::Sample && config.set_alpha_to_one {
             return Err(SamplerError::UnsupportedPrediction {
                 sampler: "DDIM inversion",

@@ -1,7 +1,10 @@
 //! DDPM ancestral sampling: the reverse process p_θ(x_{t−1} | x_t) = N(μ_θ, σ_t² I) of Ho, Jain
 //! & Abbeel 2020 (arXiv:2006.11239v2), Eq. 1 and Algorithm 2, with μ_θ computed as in their
 //! code: x̂₀ from the model output, optionally clipped, then the posterior mean μ̃_t(x_t, x̂₀)
-//! of Eq. 7. For ε-prediction and no clipping this equals Eq. 11.
+//! of Eq. 7. For ε-prediction and no clipping this equals Eq. 11. A μ̃-predicting model
+//! (`PredictionType::Mean`, Table 2) gives μ_θ directly on the training chain's own steps; on
+//! strided steps its x̂₀ = (μ − c₂ x_t)/c₁ is read off the output, which amplifies the model's
+//! error by 1/c₁ (≈ 10⁴ at large t): sample such models with all T steps, as the paper does.
 //!
 //! Variances σ_t²: `fixed_small` β̃_t, `fixed_large` β_t (§3.2), `learned` (the model outputs
 //! log σ_t²) and `learned_range` (Nichol & Dhariwal 2021, arXiv:2102.09672v1, Eq. 15).

@@ -101,6 +101,9 @@ struct Level {
     alpha: f64,
     sigma: f64,
     lambda: f64,
+    /// μ̃'s coefficients of the training chain's step from this level (a mean prediction's
+    /// reading); `None` for the final level, where the model is not called.
+    posterior_mean: Option<[f64; 2]>,
 }
 
 impl Level {
@@ -111,6 +114,17 @@ impl Level {
             alpha,
             sigma,
             lambda: alpha.ln() - sigma.ln(),
+            posterior_mean: None,
+        }
+    }
+
+    fn at_timestep(schedule: &NoiseSchedule, t: usize) -> Self {
+        Self {
+            posterior_mean: Some([
+                schedule.posterior_mean_coef1()[t],
+                schedule.posterior_mean_coef2()[t],
+            ]),
+            ..Self::new(schedule.alpha_bar()[t])
         }
     }
 }
@@ -191,7 +205,10 @@ impl<B: Backend> DpmSolver<B> {
         }
         config.x0_processing.validate()?;
         let ab = schedule.alpha_bar();
-        let levels = timesteps.iter().map(|&t| Level::new(ab[t])).collect();
+        let levels = timesteps
+            .iter()
+            .map(|&t| Level::at_timestep(schedule, t))
+            .collect();
         let final_level = match config.final_sigmas_type {
             FinalSigmasType::Zero => None,
             FinalSigmasType::SigmaMin => Some(Level::new(ab[0])),
@@ -260,7 +277,10 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
             self.previous = None;
         }
         let source = self.levels[i];
-        let level = NoiseLevel::<B, 4>::from_alpha_bar(source.alpha_bar);
+        let mut level = NoiseLevel::<B, 4>::from_alpha_bar(source.alpha_bar);
+        if let Some(coefs) = source.posterior_mean {
+            level = level.with_posterior_mean(coefs);
+        }
         let x_0 = self.config.x0_processing.apply(level.x0_from_prediction(
             self.config.prediction_type,
             x_t.clone(),

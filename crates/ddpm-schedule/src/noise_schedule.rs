@@ -120,6 +120,12 @@ pub struct ReverseStepCoefficients {
     pub fixed_large_log_variance: f64,
     /// log β_t (log β' when strided): the upper end of `learned_range`.
     pub log_beta: f64,
+    /// μ̃'s coefficients (of x₀, of x_t) of the training chain's own step t → t − 1, whatever
+    /// the step's `prev`: how a mean prediction's output is read (`PredictionType::Mean`).
+    pub one_step_mean_coefs: [f64; 2],
+    /// Whether the step is the training chain's own step t → t − 1 (`prev` = t − 1, or the
+    /// step to the data at t = 0).
+    pub consecutive: bool,
 }
 
 /// β₁..β_T and every derived table, all `f64` (Ho et al. 2020, §2 and Eqs. 4, 6, 7).
@@ -396,6 +402,7 @@ impl NoiseSchedule {
     /// # Panics
     /// If `t` or `prev` is ≥ T (a programmer error: timesteps come from validated lists).
     pub fn reverse_step(&self, t: usize, prev: Option<usize>) -> ReverseStepCoefficients {
+        let one_step_mean_coefs = [self.posterior_mean_coef1[t], self.posterior_mean_coef2[t]];
         if prev == t.checked_sub(1) {
             let beta = self.betas[t];
             ReverseStepCoefficients {
@@ -409,6 +416,8 @@ impl NoiseSchedule {
                 log_posterior_variance: self.posterior_log_variance_clipped[t],
                 fixed_large_log_variance: self.fixed_large_log_variance[t],
                 log_beta: beta.ln(),
+                one_step_mean_coefs,
+                consecutive: true,
             }
         } else {
             let posterior = self.posterior_between(t, prev);
@@ -419,6 +428,8 @@ impl NoiseSchedule {
                 log_posterior_variance: posterior.variance.max(1e-20).ln(),
                 fixed_large_log_variance: posterior.beta.ln(),
                 log_beta: posterior.beta.ln(),
+                one_step_mean_coefs,
+                consecutive: false,
             }
         }
     }
@@ -494,6 +505,17 @@ mod tests {
         let beta = 1.0 - s.alpha_bar()[600] / s.alpha_bar()[10];
         assert!((r.log_beta - beta.ln()).abs() < 1e-12);
         assert_eq!(r.fixed_large_log_variance, r.log_beta);
+        // A strided step still carries the training chain's own μ̃ coefficients at t.
+        assert!(!r.consecutive);
+        assert_eq!(
+            r.one_step_mean_coefs,
+            [s.posterior_mean_coef1()[600], s.posterior_mean_coef2()[600]]
+        );
+        assert_ne!(r.posterior.mean_coef1, r.one_step_mean_coefs[0]);
+        let r = s.reverse_step(0, None);
+        assert!(r.consecutive);
+        assert!((r.one_step_mean_coefs[0] - 1.0).abs() < 1e-12);
+        assert_eq!(r.one_step_mean_coefs[1], 0.0);
     }
 
     #[test]

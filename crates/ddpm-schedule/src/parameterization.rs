@@ -16,15 +16,30 @@ pub enum PredictionType {
     /// v = √ᾱ_t · ε − √(1 − ᾱ_t) · x₀ (Salimans & Ho 2022, arXiv:2202.00512).
     #[serde(rename = "v_prediction")]
     VPrediction,
+    /// The posterior mean μ̃_t(x_t, x₀) of the training chain's step t → t − 1 directly, the
+    /// paper's "μ̃ prediction" (Ho et al. 2020, §3.2 and Table 2; Eq. 8 is its loss; the
+    /// original code's `xprev`). A DDPM sampler on the training chain's own steps uses the
+    /// output as μ_θ; every other step reads x̂₀ = (μ − c₂ · x_t) / c₁ from it (Eq. 7's
+    /// coefficients c₁, c₂ at t).
+    ///
+    /// NOTE: not one of diffusers' prediction types: a `scheduler_config.json` with
+    /// `"prediction_type": "mean"` loads here, not in diffusers.
+    #[serde(alias = "xprev")]
+    Mean,
 }
 
 impl PredictionType {
-    /// diffusers' name: `"epsilon"`, `"sample"`, `"v_prediction"`.
+    /// The names [`PredictionType::from_str`](std::str::FromStr) accepts first (aliases aside).
+    pub const NAMES: &'static [&'static str] = &["epsilon", "sample", "v_prediction", "mean"];
+
+    /// diffusers' name: `"epsilon"`, `"sample"`, `"v_prediction"`; `"mean"` for
+    /// [`PredictionType::Mean`], which diffusers does not have.
     pub fn diffusers_name(self) -> &'static str {
         match self {
             Self::Epsilon => "epsilon",
             Self::Sample => "sample",
             Self::VPrediction => "v_prediction",
+            Self::Mean => "mean",
         }
     }
 }
@@ -37,10 +52,11 @@ impl std::str::FromStr for PredictionType {
             "epsilon" | "eps" => Ok(Self::Epsilon),
             "sample" | "x0" => Ok(Self::Sample),
             "v_prediction" | "v" => Ok(Self::VPrediction),
+            "mean" | "xprev" => Ok(Self::Mean),
             other => Err(ScheduleError::UnknownValue {
                 field: "prediction_type",
                 value: other.to_string(),
-                expected: "epsilon, sample, v_prediction",
+                expected: "epsilon, sample, v_prediction, mean",
             }),
         }
     }
@@ -97,5 +113,32 @@ impl std::str::FromStr for VarianceType {
                 expected: "fixed_small, fixed_small_log, fixed_large, fixed_large_log, learned, learned_range",
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prediction_type_names_round_trip() {
+        for &name in PredictionType::NAMES {
+            let p: PredictionType = name.parse().unwrap();
+            assert_eq!(p.diffusers_name(), name);
+            let json = serde_json::to_string(&p).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<PredictionType>(&json).unwrap(), p);
+        }
+        // The original code's name for the mean prediction.
+        assert_eq!(
+            "xprev".parse::<PredictionType>().unwrap(),
+            PredictionType::Mean
+        );
+        assert_eq!(
+            serde_json::from_str::<PredictionType>("\"xprev\"").unwrap(),
+            PredictionType::Mean
+        );
+        let e = "mu".parse::<PredictionType>().unwrap_err().to_string();
+        assert!(e.contains("prediction_type") && e.contains("mean"), "{e}");
     }
 }

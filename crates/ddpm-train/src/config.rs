@@ -1,8 +1,8 @@
 //! The training configuration: the paper's recipe by default (Ho et al. 2020, Appendix B).
 
 use burn::config::Config;
-use ddpm_loss::LossWeighting;
-use ddpm_schedule::{NoiseScheduleConfig, PredictionType};
+use ddpm_loss::{LossWeighting, Objective, Parameterization, TrainingLossConfig};
+use ddpm_schedule::{NoiseScheduleConfig, PredictionType, VarianceType};
 use ddpm_unet::UnetConfig;
 
 use crate::TrainError;
@@ -63,7 +63,16 @@ pub struct TrainConfig {
     /// What the model predicts (paper: ε).
     #[config(default = "PredictionType::Epsilon")]
     pub prediction_type: PredictionType,
-    /// Per-timestep loss weight (paper: none, i.e. L_simple of Eq. 14).
+    /// Σ_θ of the reverse process (§3.2): fixed small (β̃_t) or large (β_t), or learned (the
+    /// U-Net then outputs 2·C channels; see [`TrainConfig::fit_output_channels`]). Saved in the
+    /// run's `scheduler_config.json`, so samplers use it. Default: fixed small (diffusers').
+    #[config(default = "VarianceType::FixedSmall")]
+    pub variance_type: VarianceType,
+    /// What a step minimises (paper: L_simple; Table 2 compares the true bound).
+    #[config(default = "Objective::Simple")]
+    pub objective: Objective,
+    /// Per-timestep loss weight of the simple objective (paper: none, i.e. L_simple of
+    /// Eq. 14).
     #[config(default = "LossWeighting::None")]
     pub loss_weighting: LossWeighting,
     /// Total optimizer steps (paper: 800k for CIFAR10).
@@ -192,13 +201,50 @@ impl TrainConfig {
         serde_json::from_value(value)
     }
 
+    /// The loss these settings train with (objective, prediction and variance type, weighting).
+    pub fn loss_config(&self) -> TrainingLossConfig {
+        TrainingLossConfig::new()
+            .with_objective(self.objective)
+            .with_prediction_type(self.prediction_type)
+            .with_variance_type(self.variance_type)
+            .with_weighting(self.loss_weighting)
+    }
+
+    /// How the model's outputs are read: prediction and variance type.
+    pub fn parameterization(&self) -> Parameterization {
+        Parameterization::new(self.prediction_type, self.variance_type)
+    }
+
+    /// Sets the U-Net's output channels to what the variance type needs: C for a fixed
+    /// variance, 2·C (prediction, then variance) for a learned one.
+    pub fn fit_output_channels(&mut self) {
+        self.unet.out_channels = self
+            .parameterization()
+            .output_channels(self.unet.in_channels);
+    }
+
     /// Checks every setting, naming the field at fault.
     ///
     /// # Errors
-    /// [`TrainError::InvalidConfig`], or the U-Net's/schedule's own validation errors.
+    /// [`TrainError::InvalidConfig`], or the U-Net's/schedule's/loss's own validation errors.
     pub fn validate(&self) -> Result<(), TrainError> {
         self.unet.validate()?;
         self.schedule.build()?;
+        self.loss_config().validate()?;
+        let out_channels = self
+            .parameterization()
+            .output_channels(self.unet.in_channels);
+        if self.unet.out_channels != out_channels {
+            return Err(TrainError::InvalidConfig {
+                field: "unet.out_channels",
+                value: self.unet.out_channels.to_string(),
+                expected: if self.variance_type.is_learned() {
+                    "2 x in_channels for a learned variance (prediction, then variance)"
+                } else {
+                    "in_channels for a fixed variance"
+                },
+            });
+        }
         let bad = |field, value: String, expected| {
             Err(TrainError::InvalidConfig {
                 field,

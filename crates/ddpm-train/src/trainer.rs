@@ -22,7 +22,7 @@ use burn::tensor::backend::AutodiffBackend;
 use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
 use ddpm_forward::ForwardProcess;
 use ddpm_io::DirLock;
-use ddpm_loss::{SimpleLoss, SimpleLossConfig, TimestepDistribution, UniformTimesteps};
+use ddpm_loss::{TimestepDistribution, TrainingLoss, UniformTimesteps};
 use ddpm_pipeline::images;
 use ddpm_pipeline::layout::{LATEST_PREVIEW_FILE, SCHEDULER_CONFIG_FILE, preview_path};
 use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
@@ -87,7 +87,7 @@ pub struct Trainer<B: AutodiffBackend> {
     model: Unet<B>,
     ema: Unet<B::InnerBackend>,
     optim: Optim<B>,
-    loss: SimpleLoss<B>,
+    loss: TrainingLoss<B>,
     schedule: NoiseSchedule,
     data: BatchIter,
     step: usize,
@@ -112,13 +112,14 @@ fn derive_seed(seed: u64, step: usize, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// diffusers' `scheduler_config.json` of a run (DDPMScheduler with the run's schedule and
-/// prediction type), written to the run directory and to every checkpoint, so samplers (and
+/// diffusers' `scheduler_config.json` of a run (DDPMScheduler with the run's schedule,
+/// prediction and variance type), written to the run directory and to every checkpoint, so samplers (and
 /// diffusers) pick up the training schedule from either.
 fn scheduler_config(config: &TrainConfig) -> DiffusersSchedulerConfig {
     let mut scheduler = SamplingConfig::class_defaults(SchedulerClass::Ddpm);
     scheduler.schedule = config.schedule.clone();
     scheduler.prediction_type = config.prediction_type;
+    scheduler.variance_type = config.variance_type;
     scheduler.to_diffusers()
 }
 
@@ -335,10 +336,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     ) -> Result<Self, TrainError> {
         let schedule = config.schedule.build()?;
         let forward = ForwardProcess::<B>::new(&schedule, device);
-        let loss = SimpleLossConfig::new()
-            .with_prediction_type(config.prediction_type)
-            .with_weighting(config.loss_weighting)
-            .init(&forward)?;
+        let loss = config.loss_config().init(&forward)?;
         let mut optim = AdamConfig::new()
             .with_beta_1(config.adam_beta1)
             .with_beta_2(config.adam_beta2)
@@ -545,7 +543,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             &self.device,
         )?;
         let ema = &self.ema;
-        let model = |x, t| ema.forward(x, t);
+        // DDIM reads the prediction; a learned variance's channels (the last C) are unused.
+        let channels = u.in_channels;
+        let model = |x, t| ema.forward(x, t).narrow(1, 0, channels);
         Ok(sample_loop(
             &mut sampler,
             &model,
@@ -711,6 +711,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let mut scheduler = SamplingConfig::class_defaults(SchedulerClass::Ddim);
         scheduler.schedule = self.config.schedule.clone();
         scheduler.prediction_type = self.config.prediction_type;
+        scheduler.variance_type = self.config.variance_type;
         let pipe = ddpm_pipeline::Pipeline::new(self.ema.clone(), scheduler, &self.device);
         let samples = pipe
             .sampler(ddpm_pipeline::SamplerKind::Ddim)

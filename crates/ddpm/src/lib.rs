@@ -93,7 +93,9 @@ pub mod prelude {
     #[cfg(feature = "data")]
     pub use ddpm_data::{BatchIterConfig, DataSpec, Dataset, ImageSize, LoadOptions};
     pub use ddpm_forward::{ForwardProcess, NoiseLevel, Posterior};
-    pub use ddpm_loss::{BpdConfig, LossWeighting, SimpleLossConfig, VlbConfig};
+    pub use ddpm_loss::{
+        BpdConfig, LossWeighting, Objective, SimpleLossConfig, TrainingLossConfig, VlbConfig,
+    };
     #[cfg(feature = "pipeline")]
     pub use ddpm_pipeline::{ModelDir, Pipeline, SamplerKind, Samples, Weights};
     pub use ddpm_sampler::{

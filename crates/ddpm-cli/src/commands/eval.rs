@@ -77,7 +77,7 @@ pub struct NllArgs {
     /// Images per model call.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Override the config's prediction type: epsilon, sample or v_prediction.
+    /// Override the config's prediction type: epsilon, sample, v_prediction or mean.
     #[arg(long)]
     pub prediction_type: Option<PredictionType>,
     /// Override the config's variance type: fixed_small, fixed_large, learned or

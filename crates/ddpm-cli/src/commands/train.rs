@@ -10,6 +10,8 @@ use burn::tensor::backend::Backend;
 use clap::Args;
 use ddpm_data::{DataSpec, ImageSize, LoadOptions};
 use ddpm_eval::{FeatureSpec, QualityConfig, QualityMetric};
+use ddpm_loss::Objective;
+use ddpm_schedule::{PredictionType, VarianceType};
 use ddpm_train::{EmaWarmup, LrSchedule, TrainConfig, TrainEvent, Trainer};
 use ddpm_unet::UnetConfig;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -52,6 +54,20 @@ pub struct TrainArgs {
     /// at the last step; a resume to more --steps stretches the decay).
     #[arg(long)]
     lr_schedule: Option<LrSchedule>,
+    /// What the model predicts: epsilon [paper], sample (x₀), v_prediction, or mean (μ̃, the
+    /// paper's Table 2 ablation; not a diffusers type).
+    #[arg(long)]
+    prediction_type: Option<PredictionType>,
+    /// Σ_θ: fixed_small [default], fixed_large (β_t), learned (log σ², Table 2's "learned
+    /// diagonal Σ") or learned_range (Nichol & Dhariwal). A learned one doubles the U-Net's
+    /// output channels; it needs --objective bound or hybrid.
+    #[arg(long)]
+    variance_type: Option<VarianceType>,
+    /// What a step minimises: simple (L_simple, Eq. 14) [paper], bound (the true variational
+    /// bound, Eq. 5, per sample in bits/dim) or hybrid[:λ] (L_simple + λ·L_vlb, for a learned
+    /// variance).
+    #[arg(long)]
+    objective: Option<Objective>,
     /// EMA decay [paper: 0.9999].
     #[arg(long)]
     ema_decay: Option<f64>,
@@ -165,6 +181,16 @@ impl TrainArgs {
         }
         if let Some(v) = self.lr_schedule {
             c.lr_schedule = v;
+        }
+        if let Some(v) = self.prediction_type {
+            c.prediction_type = v;
+        }
+        if let Some(v) = self.variance_type {
+            c.variance_type = v;
+            c.fit_output_channels();
+        }
+        if let Some(v) = self.objective {
+            c.objective = v;
         }
         if let Some(v) = self.ema_decay {
             c.ema_decay = v;
