@@ -20,7 +20,7 @@ fn the_table2_script_trains_and_scores_six_rows() {
         .env("DDPM", env!("CARGO_BIN_EXE_ddpm"))
         .env("OUT", &out)
         .env("STEPS", "2")
-        .env("SAMPLES", "20")
+        .env("SAMPLES", "300")
         .env("SAMPLE_STEPS", "2")
         .env("NLL_IMAGES", "2")
         .env("NLL_TIMESTEPS", "2")
