@@ -202,10 +202,17 @@ impl<B: Backend> ForwardProcess<B> {
         t: Tensor<B, 1, Int>,
     ) -> ReverseCoefficients<B, D> {
         let per_sample = |table| Coef::PerSample(self.gather(table, t.clone()));
+        let level = self.noise_level(t.clone());
+        // Per sample every step is the training chain's own, so μ̃'s coefficients are the
+        // level's (gathered once).
+        let [mean_coef1, mean_coef2] = level
+            .posterior_mean
+            .clone()
+            .expect("ForwardProcess::noise_level carries μ̃'s coefficients");
         ReverseCoefficients {
-            level: self.noise_level(t.clone()),
-            mean_coef1: per_sample(Table::PosteriorMeanCoef1),
-            mean_coef2: per_sample(Table::PosteriorMeanCoef2),
+            level,
+            mean_coef1,
+            mean_coef2,
             log_posterior_variance: per_sample(Table::PosteriorLogVarianceClipped),
             fixed_large_log_variance: per_sample(Table::FixedLargeLogVariance),
             log_beta: Coef::PerSample(self.gather::<D>(Table::Betas, t.clone()).log()),

@@ -44,10 +44,8 @@ impl<B: Backend, const D: usize> NoiseLevel<B, D> {
     /// # Panics
     /// If `t` ≥ T.
     pub fn at_timestep(schedule: &ddpm_schedule::NoiseSchedule, t: usize) -> Self {
-        Self::from_alpha_bar(schedule.alpha_bar()[t]).with_posterior_mean([
-            schedule.posterior_mean_coef1()[t],
-            schedule.posterior_mean_coef2()[t],
-        ])
+        Self::from_alpha_bar(schedule.alpha_bar()[t])
+            .with_posterior_mean(schedule.posterior_mean_coefs(t))
     }
 
     /// The same level with μ̃'s coefficients [c₁, c₂] of the training chain's step from it

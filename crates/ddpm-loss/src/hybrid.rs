@@ -100,6 +100,11 @@ pub struct HybridLoss<B: Backend> {
 }
 
 impl<B: Backend> HybridLoss<B> {
+    /// The forward process (schedule tables on the device).
+    pub fn forward_process(&self) -> &ForwardProcess<B> {
+        self.vlb.forward_process()
+    }
+
     /// λ.
     pub fn lambda(&self) -> f64 {
         self.lambda

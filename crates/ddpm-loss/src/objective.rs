@@ -172,7 +172,6 @@ impl TrainingLossConfig {
             )),
         };
         Ok(TrainingLoss {
-            forward: forward.clone(),
             parameterization: Parameterization::new(self.prediction_type, self.variance_type),
             objective: self.objective,
             inner,
@@ -219,7 +218,6 @@ enum Inner<B: Backend> {
 /// ```
 #[derive(Debug, Clone)]
 pub struct TrainingLoss<B: Backend> {
-    forward: ForwardProcess<B>,
     parameterization: Parameterization,
     objective: Objective,
     inner: Inner<B>,
@@ -271,7 +269,12 @@ impl<B: Backend> TrainingLoss<B> {
     where
         F: FnOnce(Tensor<B, D>, Tensor<B, 1, Int>) -> Tensor<B, D>,
     {
-        let x_t = self.forward.q_sample(x_0.clone(), eps.clone(), t.clone());
+        let forward = match &self.inner {
+            Inner::Simple(simple) => simple.forward_process(),
+            Inner::Bound(vlb) => vlb.forward_process(),
+            Inner::Hybrid(hybrid) => hybrid.forward_process(),
+        };
+        let x_t = forward.q_sample(x_0.clone(), eps.clone(), t.clone());
         let out = model(x_t.clone(), t.clone());
         self.forward(out, x_0, x_t, eps, t)
     }

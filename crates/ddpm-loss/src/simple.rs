@@ -122,6 +122,11 @@ pub struct SimpleLoss<B: Backend> {
 }
 
 impl<B: Backend> SimpleLoss<B> {
+    /// The forward process (schedule tables on the device).
+    pub fn forward_process(&self) -> &ForwardProcess<B> {
+        &self.forward
+    }
+
     /// The model's target.
     pub fn prediction_type(&self) -> PredictionType {
         self.prediction_type

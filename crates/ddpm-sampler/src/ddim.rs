@@ -146,10 +146,7 @@ impl DdimSampler {
                 DdimStep {
                     alpha_bar: ab[t],
                     alpha_bar_prev,
-                    posterior_mean: [
-                        schedule.posterior_mean_coef1()[t],
-                        schedule.posterior_mean_coef2()[t],
-                    ],
+                    posterior_mean: schedule.posterior_mean_coefs(t),
                     sigma: config.eta * posterior.variance.max(0.0).sqrt(),
                 }
             })

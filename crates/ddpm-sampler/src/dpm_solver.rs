@@ -102,29 +102,21 @@ struct Level {
     sigma: f64,
     lambda: f64,
     /// μ̃'s coefficients of the training chain's step from this level (a mean prediction's
-    /// reading); `None` for the final level, where the model is not called.
-    posterior_mean: Option<[f64; 2]>,
+    /// reading).
+    posterior_mean: [f64; 2],
 }
 
 impl Level {
-    fn new(alpha_bar: f64) -> Self {
+    /// The level of training timestep `t`.
+    fn at_timestep(schedule: &NoiseSchedule, t: usize) -> Self {
+        let alpha_bar = schedule.alpha_bar()[t];
         let (alpha, sigma) = (alpha_bar.sqrt(), (1.0 - alpha_bar).sqrt());
         Self {
             alpha_bar,
             alpha,
             sigma,
             lambda: alpha.ln() - sigma.ln(),
-            posterior_mean: None,
-        }
-    }
-
-    fn at_timestep(schedule: &NoiseSchedule, t: usize) -> Self {
-        Self {
-            posterior_mean: Some([
-                schedule.posterior_mean_coef1()[t],
-                schedule.posterior_mean_coef2()[t],
-            ]),
-            ..Self::new(schedule.alpha_bar()[t])
+            posterior_mean: schedule.posterior_mean_coefs(t),
         }
     }
 }
@@ -204,14 +196,13 @@ impl<B: Backend> DpmSolver<B> {
             });
         }
         config.x0_processing.validate()?;
-        let ab = schedule.alpha_bar();
         let levels = timesteps
             .iter()
             .map(|&t| Level::at_timestep(schedule, t))
             .collect();
         let final_level = match config.final_sigmas_type {
             FinalSigmasType::Zero => None,
-            FinalSigmasType::SigmaMin => Some(Level::new(ab[0])),
+            FinalSigmasType::SigmaMin => Some(Level::at_timestep(schedule, 0)),
         };
         Ok(Self {
             config,
@@ -277,10 +268,8 @@ impl<B: Backend> Sampler<B> for DpmSolver<B> {
             self.previous = None;
         }
         let source = self.levels[i];
-        let mut level = NoiseLevel::<B, 4>::from_alpha_bar(source.alpha_bar);
-        if let Some(coefs) = source.posterior_mean {
-            level = level.with_posterior_mean(coefs);
-        }
+        let level = NoiseLevel::<B, 4>::from_alpha_bar(source.alpha_bar)
+            .with_posterior_mean(source.posterior_mean);
         let x_0 = self.config.x0_processing.apply(level.x0_from_prediction(
             self.config.prediction_type,
             x_t.clone(),

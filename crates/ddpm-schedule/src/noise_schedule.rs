@@ -394,6 +394,15 @@ impl NoiseSchedule {
         PosteriorCoefficients::new(self.alpha_bar[t], ab_prev)
     }
 
+    /// μ̃_t's coefficients [c₁ of x₀, c₂ of x_t] of the training chain's step t → t − 1
+    /// (0-based `t`; Eq. 7): how a mean prediction's output is read.
+    ///
+    /// # Panics
+    /// If `t` ≥ T.
+    pub fn posterior_mean_coefs(&self, t: usize) -> [f64; 2] {
+        [self.posterior_mean_coef1[t], self.posterior_mean_coef2[t]]
+    }
+
     /// The reverse step from timestep `t` to `prev` (0-based; `None`: to the data). A
     /// consecutive step (`prev = t − 1`, or t = 0 to the data) reads the tables above, so it
     /// equals what training and the likelihood use; a strided one recomputes β' over the
@@ -402,7 +411,7 @@ impl NoiseSchedule {
     /// # Panics
     /// If `t` or `prev` is ≥ T (a programmer error: timesteps come from validated lists).
     pub fn reverse_step(&self, t: usize, prev: Option<usize>) -> ReverseStepCoefficients {
-        let one_step_mean_coefs = [self.posterior_mean_coef1[t], self.posterior_mean_coef2[t]];
+        let one_step_mean_coefs = self.posterior_mean_coefs(t);
         if prev == t.checked_sub(1) {
             let beta = self.betas[t];
             ReverseStepCoefficients {

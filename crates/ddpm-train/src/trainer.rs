@@ -25,7 +25,7 @@ use ddpm_io::DirLock;
 use ddpm_loss::{TimestepDistribution, TrainingLoss, UniformTimesteps};
 use ddpm_pipeline::images;
 use ddpm_pipeline::layout::{LATEST_PREVIEW_FILE, SCHEDULER_CONFIG_FILE, preview_path};
-use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
+use ddpm_sampler::{NoiseSource, SamplerOverrides, sample_loop, sampler_from_config};
 use ddpm_schedule::{DiffusersSchedulerConfig, NoiseSchedule, SamplingConfig, SchedulerClass};
 use ddpm_unet::Unet;
 use rand::SeedableRng;
@@ -112,15 +112,21 @@ fn derive_seed(seed: u64, step: usize, stream: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// diffusers' `scheduler_config.json` of a run (DDPMScheduler with the run's schedule,
-/// prediction and variance type), written to the run directory and to every checkpoint, so samplers (and
-/// diffusers) pick up the training schedule from either.
-fn scheduler_config(config: &TrainConfig) -> DiffusersSchedulerConfig {
-    let mut scheduler = SamplingConfig::class_defaults(SchedulerClass::Ddpm);
+/// The run's sampling settings for a scheduler class: its defaults with the run's schedule,
+/// prediction and variance type.
+fn sampling_config(config: &TrainConfig, class: SchedulerClass) -> SamplingConfig {
+    let mut scheduler = SamplingConfig::class_defaults(class);
     scheduler.schedule = config.schedule.clone();
     scheduler.prediction_type = config.prediction_type;
     scheduler.variance_type = config.variance_type;
-    scheduler.to_diffusers()
+    scheduler
+}
+
+/// diffusers' `scheduler_config.json` of a run (DDPMScheduler with the run's schedule,
+/// prediction and variance type), written to the run directory and to every checkpoint, so
+/// samplers (and diffusers) pick up the training schedule from either.
+fn scheduler_config(config: &TrainConfig) -> DiffusersSchedulerConfig {
+    sampling_config(config, SchedulerClass::Ddpm).to_diffusers()
 }
 
 fn check_data(config: &TrainConfig, data: &Dataset) -> Result<(), TrainError> {
@@ -532,10 +538,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         &self,
         n: usize,
     ) -> Result<burn::tensor::Tensor<B::InnerBackend, 4>, TrainError> {
-        let mut sampler = DdimSamplerConfig::new()
-            .with_num_inference_steps(self.config.preview_steps)
-            .with_prediction_type(self.config.prediction_type)
-            .init(&self.schedule)?;
+        // DDIM with diffusers' defaults; a learned variance's channels are dropped by the
+        // sampler built from the config.
+        let (_, mut sampler) = sampler_from_config::<B::InnerBackend>(
+            &sampling_config(&self.config, SchedulerClass::Ddim),
+            &SamplerOverrides::new().with_num_inference_steps(self.config.preview_steps),
+        )?;
         let u = &self.config.unet;
         let mut noise = NoiseSource::<B::InnerBackend>::seeded(derive_seed(self.config.seed, 0, 7));
         let x_t = noise.standard_normal(
@@ -543,11 +551,9 @@ impl<B: AutodiffBackend> Trainer<B> {
             &self.device,
         )?;
         let ema = &self.ema;
-        // DDIM reads the prediction; a learned variance's channels (the last C) are unused.
-        let channels = u.in_channels;
-        let model = |x, t| ema.forward(x, t).narrow(1, 0, channels);
+        let model = |x, t| ema.forward(x, t);
         Ok(sample_loop(
-            &mut sampler,
+            sampler.as_mut(),
             &model,
             x_t,
             &mut noise,
@@ -708,10 +714,7 @@ impl<B: AutodiffBackend> Trainer<B> {
     }
 
     fn sample_ema_for_eval(&self) -> Result<burn::tensor::Tensor<B::InnerBackend, 4>, TrainError> {
-        let mut scheduler = SamplingConfig::class_defaults(SchedulerClass::Ddim);
-        scheduler.schedule = self.config.schedule.clone();
-        scheduler.prediction_type = self.config.prediction_type;
-        scheduler.variance_type = self.config.variance_type;
+        let scheduler = sampling_config(&self.config, SchedulerClass::Ddim);
         let pipe = ddpm_pipeline::Pipeline::new(self.ema.clone(), scheduler, &self.device);
         let samples = pipe
             .sampler(ddpm_pipeline::SamplerKind::Ddim)
