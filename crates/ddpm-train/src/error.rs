@@ -203,6 +203,72 @@ pub enum TrainError {
         /// The configured cadence.
         eval_every: usize,
     },
+    /// A collective operation of data-parallel training failed (the transport's error).
+    #[error(
+        "data-parallel {op} failed{}: {message}",
+        peer.map(|p| format!(" on peer {p}")).unwrap_or_default()
+    )]
+    Collective {
+        /// The peer that saw it, when there is one.
+        peer: Option<usize>,
+        /// The operation: register, all-reduce, finish, ...
+        op: &'static str,
+        /// What the transport said.
+        message: String,
+    },
+    /// The other peers of a data-parallel group did not arrive in time.
+    #[error(
+        "peer {peer} waited {waited_s:.0} s for the other peers in {op} #{call} and stopped: \
+         {missing}"
+    )]
+    PeerTimeout {
+        /// The peer that gave up.
+        peer: usize,
+        /// The operation it waited in.
+        op: &'static str,
+        /// Which of its collective calls (1-based).
+        call: u64,
+        /// How long it waited (the group's timeout).
+        waited_s: f64,
+        /// Who is missing, as far as this peer can tell.
+        missing: String,
+    },
+    /// Peers of a data-parallel group stopped on an error of their own, and said so.
+    #[error("peer{} {} stopped on an error (its own message names it); stopping too",
+        if peers.len() > 1 { "s" } else { "" },
+        peers.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", "))]
+    PeerFailed {
+        /// Their ranks.
+        peers: Vec<usize>,
+    },
+    /// The peers of a data-parallel group start from different states.
+    #[error("the peers disagree on the {what} at the start: {values}")]
+    PeersDisagree {
+        /// What differs: step, data position, config, weights, ...
+        what: &'static str,
+        /// Each peer's value.
+        values: String,
+    },
+    /// A peer that writes nothing was asked to write (only rank 0 writes the run, and the
+    /// first peer of each other machine its checkpoints).
+    #[error("peer {peer} does not write {what}: rank 0 writes the run")]
+    NotWriter {
+        /// The peer.
+        peer: usize,
+        /// What it was asked to write.
+        what: &'static str,
+    },
+}
+
+impl TrainError {
+    /// Whether this error is another peer's failure seen from here ([`TrainError::PeerFailed`],
+    /// [`TrainError::PeerTimeout`]) or a transport failure, rather than a cause of its own.
+    pub fn is_consequence_of_a_peer(&self) -> bool {
+        matches!(
+            self,
+            Self::PeerFailed { .. } | Self::PeerTimeout { .. } | Self::Collective { .. }
+        )
+    }
 }
 
 pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {

@@ -17,8 +17,8 @@ use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{Adam, AdamConfig, GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::Recorder;
-use burn::tensor::ElementConversion;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{ElementConversion, Tensor, TensorData};
 use ddpm_data::{Batch, BatchIter, BatchIterConfig, Dataset};
 use ddpm_forward::ForwardProcess;
 use ddpm_io::DirLock;
@@ -40,6 +40,7 @@ use crate::error::io;
 use crate::eval::{
     BestCheckpoint, EvalRecord, MetricValues, SampleMetric, best_dir_name, keep_best, read_best,
 };
+use crate::parallel::{DataParallel, Outputs, check_split, num_values};
 use crate::resume::{ResumeReport, diff_settings, load_checkpoint, log_resume};
 use crate::{DataFingerprint, TrainConfig, TrainError, clip_global_norm, ema_update};
 
@@ -98,8 +99,13 @@ pub struct Trainer<B: AutodiffBackend> {
     metric: Option<Box<dyn SampleMetric<B::InnerBackend> + Send>>,
     best: Option<BestCheckpoint>,
     /// The run directory's exclusive lock, held as long as the trainer lives (the OS releases
-    /// it when the process dies, so a killed run leaves no stale lock).
-    _lock: DirLock,
+    /// it when the process dies, so a killed run leaves no stale lock). `None` for a
+    /// data-parallel peer that writes nothing.
+    _lock: Option<DirLock>,
+    /// What this trainer writes (everything, unless it is a data-parallel peer).
+    pub(crate) outputs: Outputs,
+    /// Its data-parallel group, when it has one.
+    parallel: Option<DataParallel<B::InnerBackend>>,
 }
 
 /// A seed for stream `stream` of step `step` (SplitMix64 over the run seed).
@@ -187,10 +193,103 @@ impl<B: AutodiffBackend> Trainer<B> {
             data,
             0,
             fingerprint,
-            lock,
+            Some(lock),
         )?;
         trainer.removed_temp_dirs = removed;
         Ok(trainer)
+    }
+
+    /// A data-parallel peer other than a machine's first: the same run as the first peer's
+    /// (a new run, or the one resumed from `checkpoint`), on `device`, writing nothing.
+    pub(crate) fn follower(
+        config: TrainConfig,
+        run_dir: PathBuf,
+        dataset: Arc<Dataset>,
+        device: &B::Device,
+        checkpoint: Option<&Path>,
+    ) -> Result<Self, TrainError> {
+        config.validate()?;
+        check_data(&config, &dataset)?;
+        let fingerprint = DataFingerprint::of(&dataset);
+        let (model, ema, optim, data, step) = match checkpoint {
+            None => {
+                let model = config
+                    .unet
+                    .init_seeded::<B>(derive_seed(config.seed, 0, 0), device)?;
+                let ema = model.valid();
+                let data = Self::batches(&config).init(dataset)?;
+                (model, ema, None, data, 0)
+            }
+            Some(ckpt) => {
+                let loaded = match load_checkpoint::<B>(&config, ckpt, device)? {
+                    Ok(loaded) => loaded,
+                    Err(damaged) => {
+                        return Err(TrainError::NoIntactCheckpoint {
+                            dir: run_dir,
+                            damaged: vec![damaged],
+                        });
+                    }
+                };
+                let data = Self::batches(&config).resume(dataset, loaded.state.data)?;
+                let step = loaded.state.step;
+                (loaded.model, loaded.ema, Some(loaded.optim), data, step)
+            }
+        };
+        let mut trainer = Self::assemble(
+            config,
+            run_dir,
+            device,
+            model,
+            ema,
+            optim,
+            data,
+            step,
+            fingerprint,
+            None,
+        )?;
+        trainer.outputs = Outputs::Nothing;
+        trainer.last_checkpoint = checkpoint.map(Path::to_path_buf);
+        Ok(trainer)
+    }
+
+    /// Joins a data-parallel group: checks that the batch splits over its peers and that
+    /// every peer holds the same step, data position, config and weights.
+    pub(crate) fn join_group(
+        &mut self,
+        mut group: DataParallel<B::InnerBackend>,
+    ) -> Result<(), TrainError> {
+        check_split(&self.config, group.num_peers())?;
+        let config = serde_json::to_vec(&self.config).map_err(|source| TrainError::Json {
+            path: self.run_dir.join(TRAIN_CONFIG_FILE),
+            source,
+        })?;
+        let state = self.data.state();
+        group.agree(
+            &[
+                ("step", self.step as u64),
+                ("data epoch", state.epoch),
+                ("data position", state.index as u64),
+                ("training config", crate::fingerprint::hash_bytes(&config)),
+                ("data fingerprint", self.data_fingerprint.hash),
+                ("weights", weights_hash(&self.model.valid(), &self.ema)),
+            ],
+            &self.device,
+        )?;
+        self.parallel = Some(group);
+        Ok(())
+    }
+
+    /// Leaves the data-parallel group (after [`Trainer::run`]).
+    pub(crate) fn leave_group(&mut self) -> Result<(), TrainError> {
+        match self.parallel.take() {
+            Some(mut group) => group.finish(),
+            None => Ok(()),
+        }
+    }
+
+    /// This trainer's rank in its data-parallel group (0 without one).
+    pub fn peer(&self) -> usize {
+        self.parallel.as_ref().map_or(0, |p| p.peer())
     }
 
     /// Continues the run in `run_dir` from its newest intact checkpoint with the run's saved
@@ -313,7 +412,7 @@ impl<B: AutodiffBackend> Trainer<B> {
             data,
             step,
             fingerprint,
-            lock,
+            Some(lock),
         )?;
         trainer.last_checkpoint = Some(ckpt);
         trainer.resume_report = Some(report);
@@ -338,7 +437,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         data: BatchIter,
         step: usize,
         data_fingerprint: DataFingerprint,
-        lock: DirLock,
+        lock: Option<DirLock>,
     ) -> Result<Self, TrainError> {
         let schedule = config.schedule.build()?;
         let forward = ForwardProcess::<B>::new(&schedule, device);
@@ -369,6 +468,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             metric: None,
             best: None,
             _lock: lock,
+            outputs: Outputs::All,
+            parallel: None,
         })
     }
 
@@ -419,44 +520,97 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// # Errors
     /// [`TrainError::NonFiniteLoss`] (naming the step and the newest checkpoint) when the loss
     /// is NaN or infinite; the weights are then left as they were before the step.
+    ///
+    /// In a data-parallel group ([`crate::parallel`]) every peer draws the whole batch's data,
+    /// timesteps and noise and trains on its shard of rows; the step's gradients and loss are
+    /// the mean over the peers.
     pub fn train_step(&mut self) -> Result<StepStats, TrainError> {
         let k = self.step;
         let accum = self.config.grad_accumulation;
+        let (rank, peers) = self
+            .parallel
+            .as_ref()
+            .map_or((0, 1), |p| (p.peer(), p.num_peers()));
         let mut accumulator = GradientsAccumulator::<Unet<B>>::new();
         let mut total = 0.0;
+        let mut shard_loss: Option<Tensor<B::InnerBackend, 1>> = None;
         for micro in 0..accum {
             let batch: Batch = self.data.next().expect("BatchIter never ends");
-            let n = batch.len();
+            // This peer's rows of the batch: all of them for a single trainer.
+            let n = batch.len() / peers;
+            let rows = rank * n..(rank + 1) * n;
             let shape = batch.shape;
-            let x0 = batch.into_tensor::<B>(&self.device);
+            let x0 = if peers == 1 {
+                batch.into_tensor::<B>(&self.device)
+            } else {
+                let per_image: usize = shape[1..].iter().product();
+                let images = batch.images[rows.start * per_image..rows.end * per_image].to_vec();
+                let [_, c, h, w] = shape;
+                Tensor::from_data(TensorData::new(images, [n, c, h, w]), &self.device)
+            };
             let mut rng =
                 ChaCha8Rng::seed_from_u64(derive_seed(self.config.seed, k, 2 + micro as u64));
-            let t = UniformTimesteps::new(self.schedule.num_train_timesteps())?
-                .draw(n, &mut rng)
-                .timesteps_tensor::<B>(&self.device);
+            let draw = UniformTimesteps::new(self.schedule.num_train_timesteps())?
+                .draw(shape[0], &mut rng);
+            let t: Vec<i64> = draw.timesteps[rows.clone()]
+                .iter()
+                .map(|&t| t as i64)
+                .collect();
+            let t = Tensor::from_data(TensorData::new(t, [n]), &self.device);
             let eps =
                 NoiseSource::<B>::seeded(derive_seed(self.config.seed, k, 1000 + micro as u64))
                     .standard_normal(shape, &self.device)?;
-            self.model
-                .set_dropout_seed(derive_seed(self.config.seed, k, 2000 + micro as u64));
+            let eps = if peers == 1 {
+                eps
+            } else {
+                eps.narrow(0, rows.start, n)
+            };
+            // Peer 0 draws a single trainer's masks; the others their own.
+            self.model.set_dropout_seed(derive_seed(
+                self.config.seed,
+                k,
+                2000 + micro as u64 + ((rank as u64) << 20),
+            ));
             let model = &self.model;
             let per_sample = self
                 .loss
                 .forward_with(|x, t| model.forward(x, t), x0, eps, t);
             let loss = per_sample.mean().div_scalar(accum as f64);
-            let value: f64 = loss.clone().into_scalar().elem();
-            if !value.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    step: k + 1,
-                    loss: value,
-                    last_checkpoint: self.last_checkpoint.clone(),
+            if self.parallel.is_some() {
+                // Checked after the all-reduce, on the mean every peer sees.
+                let l = loss.clone().inner();
+                shard_loss = Some(match shard_loss.take() {
+                    Some(s) => s + l,
+                    None => l,
                 });
+            } else {
+                let value: f64 = loss.clone().into_scalar().elem();
+                if !value.is_finite() {
+                    return Err(TrainError::NonFiniteLoss {
+                        step: k + 1,
+                        loss: value,
+                        last_checkpoint: self.last_checkpoint.clone(),
+                    });
+                }
+                total += value;
             }
-            total += value;
             let grads = GradientsParams::from_grads(loss.backward(), &self.model);
             accumulator.accumulate(&self.model, grads);
         }
         let mut grads = accumulator.grads();
+        if let Some(group) = self.parallel.as_mut() {
+            let loss = shard_loss.expect("at least one micro-batch");
+            let (mean, loss) = group.reduce_step::<B, _>(grads, &self.model, loss)?;
+            if !loss.is_finite() {
+                return Err(TrainError::NonFiniteLoss {
+                    step: k + 1,
+                    loss,
+                    last_checkpoint: self.last_checkpoint.clone(),
+                });
+            }
+            grads = mean;
+            total = loss;
+        }
         let grad_norm = match self.config.grad_clip_norm {
             Some(max) => clip_global_norm::<B, _>(&mut grads, &self.model, max),
             None => crate::clip::global_norm::<B, _>(&grads, &self.model),
@@ -481,6 +635,12 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// hold NaN or ±inf; I/O and record errors naming the file. The previous checkpoints are
     /// untouched then.
     pub fn save_checkpoint(&mut self) -> Result<PathBuf, TrainError> {
+        if self.outputs == Outputs::Nothing {
+            return Err(TrainError::NotWriter {
+                peer: self.peer(),
+                what: "checkpoints",
+            });
+        }
         // A checkpoint is good only if its weights are finite: a step can overflow the weights
         // while the loss it computed (from the weights before it) was still finite.
         let found = [
@@ -570,6 +730,12 @@ impl<B: AutodiffBackend> Trainer<B> {
     /// that cannot be written (e.g. a full disk) stops [`Trainer::run`] — the checkpoint of
     /// the step is already written, so `--resume` continues from it.
     pub fn write_preview(&self) -> Result<PathBuf, TrainError> {
+        if self.outputs != Outputs::All {
+            return Err(TrainError::NotWriter {
+                peer: self.peer(),
+                what: "previews",
+            });
+        }
         let samples = self.sample_ema(self.config.num_preview_samples)?;
         let grid = images::grid(&images::to_images(samples)?);
         let path = preview_path(&self.run_dir, self.step);
@@ -584,8 +750,27 @@ impl<B: AutodiffBackend> Trainer<B> {
     ///
     /// # Errors
     /// As [`Trainer::train_step`], [`Trainer::save_checkpoint`], [`Trainer::write_preview`].
-    pub fn run(&mut self, mut on_event: impl FnMut(TrainEvent)) -> Result<(), TrainError> {
-        if self.config.eval_every > 0 && self.metric.is_none() {
+    ///
+    /// In a data-parallel group only rank 0 logs, previews and evaluates, and only the first
+    /// peer of each machine writes checkpoints ([`crate::parallel`]); a peer that fails on its
+    /// own tells the others before returning its error.
+    pub fn run(&mut self, on_event: impl FnMut(TrainEvent)) -> Result<(), TrainError> {
+        let result = self.run_steps(on_event);
+        if let Err(e) = &result
+            && !e.is_consequence_of_a_peer()
+            && !matches!(e, TrainError::NonFiniteLoss { .. })
+            && let Some(group) = self.parallel.as_mut()
+        {
+            // NonFiniteLoss is seen by every peer at once (the loss is the reduced one); any
+            // other error of this peer alone would leave the others waiting for it.
+            group.abort(num_values::<B, _>(&self.model), &self.device);
+        }
+        result
+    }
+
+    fn run_steps(&mut self, mut on_event: impl FnMut(TrainEvent)) -> Result<(), TrainError> {
+        let writes_all = self.outputs == Outputs::All;
+        if writes_all && self.config.eval_every > 0 && self.metric.is_none() {
             return Err(TrainError::NoMetric {
                 eval_every: self.config.eval_every,
             });
@@ -599,7 +784,7 @@ impl<B: AutodiffBackend> Trainer<B> {
                 || stats.step == self.config.steps;
             let secs = window.0.elapsed().as_secs_f64().max(1e-9);
             let images_per_sec = window.1 as f64 / secs;
-            if log {
+            if log && writes_all {
                 append_metrics(&metrics_path, &stats, images_per_sec)?;
                 window = (Instant::now(), 0);
             }
@@ -609,8 +794,13 @@ impl<B: AutodiffBackend> Trainer<B> {
                 log,
             });
             let last = self.step == self.config.steps;
-            if self.step.is_multiple_of(self.config.checkpoint_every) || last {
+            if self.outputs != Outputs::Nothing
+                && (self.step.is_multiple_of(self.config.checkpoint_every) || last)
+            {
                 on_event(TrainEvent::Checkpoint(self.save_checkpoint()?));
+            }
+            if !writes_all {
+                continue;
             }
             if (self.config.sample_every > 0 && self.step.is_multiple_of(self.config.sample_every))
                 || last
@@ -750,3 +940,20 @@ fn append_line(path: &Path, line: &serde_json::Value) -> Result<(), TrainError> 
 
 /// The backend a trainer's EMA model lives on.
 pub type InferenceBackend<B> = <B as AutodiffBackend>::InnerBackend;
+
+/// A hash of the raw and EMA weights' bits (data-parallel peers check they start equal).
+fn weights_hash<IB: burn::tensor::backend::Backend>(model: &Unet<IB>, ema: &Unet<IB>) -> u64 {
+    struct Bytes(Vec<u8>);
+    impl<IB: burn::tensor::backend::Backend> burn::module::ModuleVisitor<IB> for Bytes {
+        fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<IB, D>>) {
+            let data = p.val().into_data().convert::<f32>();
+            for v in data.iter::<f32>() {
+                self.0.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
+    let mut bytes = Bytes(Vec::new());
+    model.visit(&mut bytes);
+    ema.visit(&mut bytes);
+    crate::fingerprint::hash_bytes(&bytes.0)
+}
