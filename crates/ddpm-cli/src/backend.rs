@@ -91,76 +91,137 @@ pub fn default_device() -> &'static str {
     }
 }
 
+/// A command body that runs on several devices of one backend (`ddpm train --devices`).
+pub trait OnDevices {
+    /// What the command returns.
+    type Output;
+    /// Runs on backend `B` with `devices` (at least one).
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<Self::Output>;
+}
+
+/// An [`OnBackend`] task as an [`OnDevices`] one of a single device.
+struct One<T>(T);
+
+impl<T: OnBackend> OnDevices for One<T> {
+    type Output = T::Output;
+    fn run<B: Backend>(self, mut devices: Vec<B::Device>) -> Result<T::Output> {
+        self.0.run::<B>(devices.remove(0))
+    }
+}
+
 /// Runs `task` on the backend named by `device` (`flex`, `wgpu[:N]`, `vulkan[:N]`, `metal`,
 /// `cuda[:N]`).
 ///
 /// # Errors
 /// When the name is unknown, or its backend was not compiled into this binary.
 pub fn dispatch<T: OnBackend>(device: &str, task: T) -> Result<T::Output> {
-    let spec: DeviceSpec = device.parse()?;
+    dispatch_devices(&[device], One(task))
+}
+
+/// The backend of a spec, for checking that a device list names one backend.
+fn backend_name(spec: DeviceSpec) -> &'static str {
     match spec {
+        DeviceSpec::Flex => "flex",
+        DeviceSpec::Wgpu(_) => "wgpu",
+        DeviceSpec::Vulkan(_) => "vulkan",
+        DeviceSpec::Metal => "metal",
+        DeviceSpec::Cuda(_) => "cuda",
+    }
+}
+
+/// Runs `task` on the devices named by `devices` (each as in [`dispatch`]), which must all be
+/// of one backend: `flex,flex`, `cuda:0,cuda:1`, `wgpu:0,wgpu:1`.
+///
+/// # Errors
+/// An empty list, an unknown name, a backend not compiled in, or two backends in one list.
+pub fn dispatch_devices<T: OnDevices>(devices: &[&str], task: T) -> Result<T::Output> {
+    let specs = devices
+        .iter()
+        .map(|d| d.parse::<DeviceSpec>())
+        .collect::<Result<Vec<_>>>()?;
+    let Some(&first) = specs.first() else {
+        bail!("no device given");
+    };
+    if let Some(other) = specs
+        .iter()
+        .find(|s| backend_name(**s) != backend_name(first))
+    {
+        bail!(
+            "--devices {}: every device must be of one backend ({} and {} differ)",
+            devices.join(","),
+            backend_name(first),
+            backend_name(*other)
+        );
+    }
+    let device = devices[0];
+    match first {
         DeviceSpec::Flex => {
             #[cfg(feature = "flex")]
             {
-                task.run::<burn::backend::Flex>(Default::default())
+                task.run::<burn::backend::Flex>(vec![Default::default(); specs.len()])
             }
             #[cfg(not(feature = "flex"))]
             {
                 Err(not_compiled(device, "flex"))
             }
         }
-        DeviceSpec::Wgpu(index) => {
+        DeviceSpec::Wgpu(_) => {
             #[cfg(feature = "wgpu")]
             {
-                use burn::backend::wgpu::WgpuDevice;
-                let dev = match index {
-                    Some(i) => WgpuDevice::DiscreteGpu(i),
-                    None => WgpuDevice::DefaultDevice,
-                };
-                task.run::<burn::backend::Wgpu>(dev)
+                task.run::<burn::backend::Wgpu>(specs.iter().map(|s| wgpu_device(*s)).collect())
             }
             #[cfg(not(feature = "wgpu"))]
             {
-                let _ = index;
                 Err(not_compiled(device, "wgpu"))
             }
         }
-        DeviceSpec::Vulkan(index) => {
+        DeviceSpec::Vulkan(_) => {
             #[cfg(feature = "vulkan")]
             {
-                use burn::backend::wgpu::WgpuDevice;
-                let dev = match index {
-                    Some(i) => WgpuDevice::DiscreteGpu(i),
-                    None => WgpuDevice::DefaultDevice,
-                };
-                task.run::<burn::backend::Vulkan>(dev)
+                task.run::<burn::backend::Vulkan>(specs.iter().map(|s| wgpu_device(*s)).collect())
             }
             #[cfg(not(feature = "vulkan"))]
             {
-                let _ = index;
                 Err(not_compiled(device, "vulkan"))
             }
         }
         DeviceSpec::Metal => {
             #[cfg(feature = "metal")]
             {
-                task.run::<burn::backend::Metal>(Default::default())
+                task.run::<burn::backend::Metal>(vec![Default::default(); specs.len()])
             }
             #[cfg(not(feature = "metal"))]
             {
                 Err(not_compiled(device, "metal"))
             }
         }
-        DeviceSpec::Cuda(index) => {
+        DeviceSpec::Cuda(_) => {
             #[cfg(feature = "cuda")]
             {
-                task.run::<burn::backend::Cuda>(burn::backend::cuda::CudaDevice::new(index))
+                task.run::<burn::backend::Cuda>(
+                    specs
+                        .iter()
+                        .map(|s| match s {
+                            DeviceSpec::Cuda(i) => burn::backend::cuda::CudaDevice::new(*i),
+                            _ => unreachable!("one backend, checked above"),
+                        })
+                        .collect(),
+                )
             }
             #[cfg(not(feature = "cuda"))]
             {
-                let _ = index;
                 Err(not_compiled(device, "cuda"))
             }
         }
+    }
+}
+
+/// The wgpu device of a `wgpu[:N]` / `vulkan[:N]` spec: the N-th discrete GPU, or the default.
+#[cfg(any(feature = "wgpu", feature = "vulkan"))]
+fn wgpu_device(spec: DeviceSpec) -> burn::backend::wgpu::WgpuDevice {
+    use burn::backend::wgpu::WgpuDevice;
+    match spec {
+        DeviceSpec::Wgpu(Some(i)) | DeviceSpec::Vulkan(Some(i)) => WgpuDevice::DiscreteGpu(i),
+        _ => WgpuDevice::DefaultDevice,
     }
 }

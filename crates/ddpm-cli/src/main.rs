@@ -25,6 +25,10 @@ enum Command {
     Schedule(commands::schedule::ScheduleArgs),
     /// Train a DDPM (Algorithm 1, the paper's recipe) with checkpoints and exact --resume.
     Train(commands::train::TrainArgs),
+    /// The rendezvous server of multi-node training: start it once, then `ddpm train
+    /// --num-nodes N --node-rank R --orchestrator ws://HOST:PORT ...` on every machine.
+    #[cfg(feature = "collective")]
+    Orchestrator(commands::train::OrchestratorArgs),
     /// Inspect a U-Net (diffusers directory, native checkpoint or preset).
     Unet(commands::unet::UnetArgs),
     /// Convert a U-Net between a diffusers directory and the native format.
@@ -63,6 +67,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Schedule(args) => commands::schedule::run(args),
         Command::Train(args) => commands::train::run(args),
+        #[cfg(feature = "collective")]
+        Command::Orchestrator(args) => commands::train::run_orchestrator(args),
         Command::Unet(args) => commands::unet::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Sample(args) => commands::sample::run(args),

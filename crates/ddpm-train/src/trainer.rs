@@ -287,6 +287,12 @@ impl<B: AutodiffBackend> Trainer<B> {
         }
     }
 
+    /// Whether this trainer writes the run's metrics, previews and evaluations: a single
+    /// trainer, or rank 0 of a data-parallel group.
+    pub fn writes_run(&self) -> bool {
+        self.outputs == Outputs::All
+    }
+
     /// This trainer's rank in its data-parallel group (0 without one).
     pub fn peer(&self) -> usize {
         self.parallel.as_ref().map_or(0, |p| p.peer())

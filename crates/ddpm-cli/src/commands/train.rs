@@ -12,11 +12,12 @@ use ddpm_data::{DataSpec, ImageSize, LoadOptions};
 use ddpm_eval::{FeatureSpec, QualityConfig, QualityMetric};
 use ddpm_loss::Objective;
 use ddpm_schedule::{PredictionType, VarianceType};
-use ddpm_train::{EmaWarmup, LrSchedule, TrainConfig, TrainEvent, Trainer};
+use ddpm_train::parallel::{NodeConfig, ParallelTraining, PeerGroup, Reduction, Start};
+use ddpm_train::{EmaWarmup, LrSchedule, SampleMetric, TrainConfig, TrainEvent, Trainer};
 use ddpm_unet::UnetConfig;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{OnBackend, dispatch};
+use crate::backend::{OnDevices, dispatch_devices};
 
 /// Arguments of `ddpm train`.
 #[derive(Args, Debug)]
@@ -121,16 +122,53 @@ pub struct TrainArgs {
     #[arg(long)]
     skip_bad: bool,
     /// Backend: flex, wgpu[:N], vulkan[:N], metal, cuda[:N].
-    #[arg(long, default_value = "flex")]
+    #[arg(long, default_value = "flex", conflicts_with = "devices")]
     device: String,
+    /// Data-parallel training, one peer per device, all of one backend: `cuda:0,cuda:1`,
+    /// `wgpu:0,wgpu:1`, `flex,flex`. --batch-size is the global batch, split evenly over all
+    /// peers (of all machines); the run is the one a single device would train, up to the
+    /// rounding of the gradient mean.
+    #[arg(long, value_delimiter = ',')]
+    devices: Vec<String>,
+    /// Machines in a multi-node run (each runs this command with its own --node-rank and
+    /// the same settings; see `ddpm orchestrator`).
+    #[arg(long, requires_all = ["node_rank", "orchestrator", "node_address", "data_port"])]
+    num_nodes: Option<u32>,
+    /// This machine's rank, 0..num-nodes; rank 0 writes the run (metrics, previews, evals),
+    /// every machine writes checkpoints to its own --out, so each can resume.
+    #[arg(long, requires = "num_nodes")]
+    node_rank: Option<u32>,
+    /// The orchestrator's address, ws://HOST:PORT.
+    #[arg(long, requires = "num_nodes")]
+    orchestrator: Option<String>,
+    /// This machine's address as the other machines reach it, ws://HOST:PORT (the port is
+    /// --data-port).
+    #[arg(long, requires = "num_nodes")]
+    node_address: Option<String>,
+    /// The port this machine's tensor data service listens on.
+    #[arg(long, requires = "num_nodes")]
+    data_port: Option<u16>,
+    /// Seconds a peer waits for the others before stopping with an error naming who is
+    /// missing; must exceed the longest preview or evaluation rank 0 runs alone.
+    #[arg(long, default_value_t = 600)]
+    peer_timeout: u64,
+    /// How peers add their gradients: ordered (in rank order, bit-reproducible) or transport
+    /// (Burn's order: less traffic, last-bit differences with 3+ peers per machine).
+    #[arg(long, default_value = "ordered")]
+    reduction: Reduction,
 }
 
 /// Runs `ddpm train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     // Before any data is loaded: a regular file where the run directory goes.
     ddpm_io::check_output_dir(&args.out).context("--out")?;
-    let device = args.device.clone();
-    dispatch(&device, args)
+    let devices = if args.devices.is_empty() {
+        vec![args.device.clone()]
+    } else {
+        args.devices.clone()
+    };
+    let devices: Vec<&str> = devices.iter().map(String::as_str).collect();
+    dispatch_devices(&devices, args)
 }
 
 impl TrainArgs {
@@ -229,24 +267,115 @@ fn load_config(path: &std::path::Path) -> Result<TrainConfig> {
     TrainConfig::read(path).with_context(|| format!("reading training config {}", path.display()))
 }
 
-impl OnBackend for TrainArgs {
+/// One trainer, or a data-parallel group of them.
+enum Job<B: burn::tensor::backend::AutodiffBackend> {
+    Single(Box<Trainer<B>>),
+    Parallel(Box<ParallelTraining<B>>),
+}
+
+impl<B: burn::tensor::backend::AutodiffBackend> Job<B> {
+    /// The trainer that reports: the only one, or this machine's first peer.
+    fn trainer(&self) -> &Trainer<B> {
+        match self {
+            Self::Single(t) => t,
+            Self::Parallel(p) => p.leader(),
+        }
+    }
+
+    fn with_metric(self, metric: Box<dyn SampleMetric<B::InnerBackend> + Send>) -> Self {
+        match self {
+            Self::Single(t) => Self::Single(Box::new(t.with_metric(metric))),
+            Self::Parallel(p) => Self::Parallel(Box::new(p.with_metric(metric))),
+        }
+    }
+
+    fn run(self, on_event: impl FnMut(TrainEvent)) -> Result<()> {
+        match self {
+            Self::Single(mut t) => t.run(on_event)?,
+            #[cfg(feature = "collective")]
+            Self::Parallel(p) => {
+                p.run(on_event)?;
+            }
+            #[cfg(not(feature = "collective"))]
+            Self::Parallel(_) => {
+                let _ = on_event;
+                bail!(
+                    "--devices/--num-nodes: this `ddpm` was built without the `collective` feature"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl TrainArgs {
+    /// The peer group of `--devices` / `--num-nodes`, when there is more than one peer.
+    fn group(&self, devices: usize) -> Option<PeerGroup> {
+        let nodes = match (
+            self.num_nodes,
+            self.node_rank,
+            &self.orchestrator,
+            &self.node_address,
+            self.data_port,
+        ) {
+            (
+                Some(num_nodes),
+                Some(node_rank),
+                Some(orchestrator),
+                Some(node_address),
+                Some(data_port),
+            ) => Some(NodeConfig {
+                num_nodes,
+                node_rank,
+                orchestrator: orchestrator.clone(),
+                node_address: node_address.clone(),
+                data_port,
+            }),
+            _ => None,
+        };
+        if devices == 1 && nodes.is_none() {
+            return None;
+        }
+        let group = match nodes {
+            Some(n) => PeerGroup::multi_node(devices, n),
+            None => PeerGroup::local(devices),
+        };
+        Some(group.with_timeout(std::time::Duration::from_secs(self.peer_timeout)))
+    }
+}
+
+impl OnDevices for TrainArgs {
     type Output = ();
 
-    fn run<B: Backend>(self, device: B::Device) -> Result<()> {
+    fn run<B: Backend>(self, devices: Vec<B::Device>) -> Result<()> {
+        let group = self.group(devices.len());
+        let device = devices[0].clone();
         let spec: DataSpec = self.data.parse().context("--data")?;
         // Parsed before any data is loaded, so a typo fails at once.
         let eval_features: FeatureSpec = self.eval_features.parse()?;
-        let (trainer, unet, data) = if self.resume {
+        let (job, unet, data) = if self.resume {
             let saved = ddpm_train::checkpoint::read_train_config(&self.out)?;
             let requested = self.resume_config(&saved)?;
             let data = open(&spec, &saved.unet, self.skip_bad)?;
-            let t = Trainer::<Autodiff<B>>::resume_with_config(
-                &self.out,
-                data.clone(),
-                requested,
-                &device,
-            )
+            let job = match group.clone() {
+                None => Trainer::<Autodiff<B>>::resume_with_config(
+                    &self.out,
+                    data.clone(),
+                    requested,
+                    &device,
+                )
+                .map(|t| Job::Single(Box::new(t))),
+                Some(group) => ParallelTraining::new(
+                    Start::Resume(requested),
+                    &self.out,
+                    data.clone(),
+                    devices,
+                    group,
+                )
+                .map(|p| Job::Parallel(Box::new(p.with_reduction(self.reduction)))),
+            }
             .with_context(|| format!("resuming {} with --data {spec}", self.out.display()))?;
+            let t = job.trainer();
             if let Some(report) = t.resume_report() {
                 for d in &report.damaged {
                     eprintln!("warning: skipped damaged checkpoint {d}");
@@ -263,7 +392,7 @@ impl OnBackend for TrainArgs {
                 }
             }
             eprintln!("resuming {} at step {}", self.out.display(), t.step());
-            (t, saved.unet, data)
+            (job, saved.unet, data)
         } else {
             if ddpm_train::latest_checkpoint(&self.out)?.is_some() {
                 bail!(
@@ -275,13 +404,27 @@ impl OnBackend for TrainArgs {
             config.validate()?;
             let data = open(&spec, &config.unet, self.skip_bad)?;
             let unet = config.unet.clone();
-            (
-                Trainer::<Autodiff<B>>::new(config, &self.out, data.clone(), &device)?,
-                unet,
-                data,
-            )
+            let job = match group.clone() {
+                None => Job::Single(Box::new(Trainer::<Autodiff<B>>::new(
+                    config,
+                    &self.out,
+                    data.clone(),
+                    &device,
+                )?)),
+                Some(group) => Job::Parallel(Box::new(
+                    ParallelTraining::new(
+                        Start::New(config),
+                        &self.out,
+                        data.clone(),
+                        devices,
+                        group,
+                    )?
+                    .with_reduction(self.reduction),
+                )),
+            };
+            (job, unet, data)
         };
-        let mut trainer = if trainer.config().eval_every > 0 {
+        let job = if job.trainer().config().eval_every > 0 && job.trainer().writes_run() {
             // The reference statistics of the training data, cached in the run directory.
             let c = &unet;
             let key = format!(
@@ -301,14 +444,15 @@ impl OnBackend for TrainArgs {
             eprintln!(
                 "evaluating {} of {} samples against {} training images every {} steps",
                 eval_features.metric_name(),
-                trainer.config().eval_samples,
+                job.trainer().config().eval_samples,
                 metric.reference().stats.count,
-                trainer.config().eval_every
+                job.trainer().config().eval_every
             );
-            trainer.with_metric(Box::new(metric))
+            job.with_metric(Box::new(metric))
         } else {
-            trainer
+            job
         };
+        let trainer = job.trainer();
         for dir in trainer.removed_temp_dirs() {
             eprintln!(
                 "removed {} (left by a killed checkpoint write)",
@@ -343,7 +487,20 @@ impl OnBackend for TrainArgs {
             .expect("valid template"),
         );
         let tty = !bar.is_hidden();
-        trainer.run(|event| match event {
+        if let Job::Parallel(p) = &job {
+            let g = p.group();
+            eprintln!(
+                "data-parallel: {} peers ({} on this machine{}), {} images per peer and step",
+                g.num_peers(),
+                g.local_peers,
+                g.nodes
+                    .as_ref()
+                    .map(|n| format!(", node {} of {}", n.node_rank, n.num_nodes))
+                    .unwrap_or_default(),
+                c.batch_size / g.num_peers()
+            );
+        }
+        job.run(|event| match event {
             TrainEvent::Step {
                 stats,
                 images_per_sec,
@@ -414,4 +571,23 @@ fn open(spec: &DataSpec, unet: &UnetConfig, skip_bad: bool) -> Result<Arc<ddpm_d
         eprintln!("  skipped {}: {}", s.path.display(), s.reason);
     }
     Ok(Arc::new(data))
+}
+
+/// Arguments of `ddpm orchestrator`.
+#[derive(Args, Debug)]
+pub struct OrchestratorArgs {
+    /// The port to listen on: nodes pass `--orchestrator ws://HOST:PORT`.
+    #[arg(long)]
+    port: u16,
+}
+
+/// Runs `ddpm orchestrator`: the rendezvous of a multi-node `ddpm train`, until interrupted.
+#[cfg(feature = "collective")]
+pub fn run_orchestrator(args: OrchestratorArgs) -> Result<()> {
+    eprintln!(
+        "orchestrator listening on port {} (nodes: --orchestrator ws://HOST:{}); Ctrl-C stops it",
+        args.port, args.port
+    );
+    ddpm_train::parallel::run_orchestrator(args.port)?;
+    Ok(())
 }

@@ -38,6 +38,10 @@ pub trait Collective<B: Backend>: Send {
     fn finish(&mut self) -> Result<(), TrainError>;
 }
 
+/// The environment variable that lifts the multi-node refusal of [`PeerGroup::validate`]
+/// (for a Burn with tracel-ai/burn#4549 fixed).
+pub const MULTI_NODE_ANYWAY: &str = "DDPM_MULTI_NODE_ANYWAY";
+
 /// Where a group's peers live: how many on this machine and, for several machines, how to
 /// reach the others.
 #[derive(Debug, Clone, PartialEq)]
@@ -99,6 +103,16 @@ impl PeerGroup {
             });
         }
         if let Some(n) = &self.nodes {
+            if n.num_nodes > 1 && std::env::var_os(MULTI_NODE_ANYWAY).is_none() {
+                return Err(TrainError::InvalidConfig {
+                    field: "num_nodes",
+                    value: n.num_nodes.to_string(),
+                    expected: "1: Burn 0.21's multi-node all-reduce hangs on its second call \
+                               (transfer ids reused between calls, tracel-ai/burn#4549), so \
+                               training over several machines stops after one step; set \
+                               DDPM_MULTI_NODE_ANYWAY=1 to try it with a Burn that has the fix",
+                });
+            }
             if n.num_nodes == 0 {
                 return Err(TrainError::InvalidConfig {
                     field: "num_nodes",

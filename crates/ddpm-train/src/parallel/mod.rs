@@ -42,7 +42,7 @@ mod reduce;
 
 #[cfg(feature = "collective")]
 pub use collective::{Arrivals, BurnCollective, run_orchestrator};
-pub use group::{Collective, NodeConfig, PeerGroup};
+pub use group::{Collective, MULTI_NODE_ANYWAY, NodeConfig, PeerGroup};
 pub(crate) use reduce::num_values;
 pub use reduce::{DataParallel, Reduction};
 

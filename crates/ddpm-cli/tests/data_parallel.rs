@@ -1,0 +1,134 @@
+//! `ddpm train --devices`: data-parallel training on two Flex peers, resumed; bad device lists,
+//! uneven batches and multi-node runs (refused with Burn 0.21) fail clearly.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn ddpm(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args(args)
+        .env_remove("DDPM_MULTI_NODE_ANYWAY")
+        .output()
+        .expect("run ddpm")
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ddpm-cli-dp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Eight 16×16 RGB PNGs (the `tiny` preset's shape) with a bar at different places.
+fn images(dir: &Path) {
+    for i in 0..8u32 {
+        let img = image::RgbImage::from_fn(16, 16, |x, _| {
+            let v = if (x + 2 * i) % 16 < 5 { 220 } else { 30 };
+            image::Rgb([v, 255 - v, (20 * i) as u8])
+        });
+        img.save(dir.join(format!("{i}.png"))).unwrap();
+    }
+}
+
+fn train_args<'a>(data: &'a str, out: &'a str, steps: &'a str) -> Vec<&'a str> {
+    vec![
+        "train",
+        "--data",
+        data,
+        "--preset",
+        "tiny",
+        "--out",
+        out,
+        "--steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "3",
+        "--sample-every",
+        "0",
+        "--peer-timeout",
+        "120",
+    ]
+}
+
+#[test]
+fn two_flex_peers_train_and_resume() {
+    let root = tmp("two");
+    let data = root.join("images");
+    std::fs::create_dir_all(&data).unwrap();
+    images(&data);
+    let run = root.join("run");
+    let (d, r) = (data.to_str().unwrap(), run.to_str().unwrap());
+
+    let mut args = train_args(d, r, "3");
+    args.extend(["--devices", "flex,flex"]);
+    let out = ddpm(&args);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("data-parallel: 2 peers (2 on this machine), 2 images per peer and step"),
+        "{log}"
+    );
+    assert!(run.join("checkpoints/step-00000003").is_dir(), "{log}");
+    assert!(run.join("samples.png").is_file());
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    assert!(metrics.contains("\"step\":3"), "{metrics}");
+
+    let mut args = train_args(d, r, "6");
+    args.extend(["--devices", "flex,flex", "--resume"]);
+    let out = ddpm(&args);
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(log.contains("at step 3"), "{log}");
+    assert!(run.join("checkpoints/step-00000006").is_dir(), "{log}");
+    let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn bad_parallel_settings_fail_with_the_reason() {
+    let root = tmp("bad");
+    let data = root.join("images");
+    std::fs::create_dir_all(&data).unwrap();
+    images(&data);
+    let d = data.to_str().unwrap();
+    let out_dir = root.join("run");
+    let o = out_dir.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--devices", "flex,cuda:1"],
+            "every device must be of one backend",
+        ),
+        (vec!["--devices", "flex,flex,flex"], "batch_size is 4"),
+        (vec!["--devices", "flex,gpu"], "is not a backend"),
+        (
+            vec![
+                "--num-nodes",
+                "2",
+                "--node-rank",
+                "0",
+                "--orchestrator",
+                "ws://127.0.0.1:9",
+                "--node-address",
+                "ws://127.0.0.1:10",
+                "--data-port",
+                "10",
+            ],
+            "tracel-ai/burn#4549",
+        ),
+        (vec!["--num-nodes", "2"], "--node-rank"),
+    ];
+    for (extra, want) in cases {
+        let mut args = train_args(d, o, "2");
+        args.extend(extra.iter().copied());
+        let out = ddpm(&args);
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{extra:?} succeeded");
+        assert!(log.contains(want), "{extra:?}: expected {want:?} in\n{log}");
+        assert!(
+            !out_dir.join("checkpoints").exists(),
+            "{extra:?} trained anyway"
+        );
+    }
+    let _ = std::fs::remove_dir_all(root);
+}
