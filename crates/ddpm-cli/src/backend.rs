@@ -153,7 +153,6 @@ pub fn dispatch_devices<T: OnDevices>(devices: &[&str], task: T) -> Result<T::Ou
             backend_name(*other)
         );
     }
-    let device = devices[0];
     match first {
         DeviceSpec::Flex => {
             #[cfg(feature = "flex")]
@@ -162,7 +161,7 @@ pub fn dispatch_devices<T: OnDevices>(devices: &[&str], task: T) -> Result<T::Ou
             }
             #[cfg(not(feature = "flex"))]
             {
-                Err(not_compiled(device, "flex"))
+                Err(not_compiled(devices[0], "flex"))
             }
         }
         DeviceSpec::Wgpu(_) => {
@@ -172,7 +171,7 @@ pub fn dispatch_devices<T: OnDevices>(devices: &[&str], task: T) -> Result<T::Ou
             }
             #[cfg(not(feature = "wgpu"))]
             {
-                Err(not_compiled(device, "wgpu"))
+                Err(not_compiled(devices[0], "wgpu"))
             }
         }
         DeviceSpec::Vulkan(_) => {
@@ -182,7 +181,7 @@ pub fn dispatch_devices<T: OnDevices>(devices: &[&str], task: T) -> Result<T::Ou
             }
             #[cfg(not(feature = "vulkan"))]
             {
-                Err(not_compiled(device, "vulkan"))
+                Err(not_compiled(devices[0], "vulkan"))
             }
         }
         DeviceSpec::Metal => {
@@ -192,7 +191,7 @@ pub fn dispatch_devices<T: OnDevices>(devices: &[&str], task: T) -> Result<T::Ou
             }
             #[cfg(not(feature = "metal"))]
             {
-                Err(not_compiled(device, "metal"))
+                Err(not_compiled(devices[0], "metal"))
             }
         }
         DeviceSpec::Cuda(_) => {
@@ -210,7 +209,7 @@ pub fn dispatch_devices<T: OnDevices>(devices: &[&str], task: T) -> Result<T::Ou
             }
             #[cfg(not(feature = "cuda"))]
             {
-                Err(not_compiled(device, "cuda"))
+                Err(not_compiled(devices[0], "cuda"))
             }
         }
     }

@@ -58,7 +58,7 @@ enum Done<B: Backend> {
 /// stays blocked until the process ends) and every further call fails at once.
 ///
 /// One group per backend type per process at a time: Burn keeps one collective server per
-/// backend type (the launcher, [`train_data_parallel`](crate::parallel::train_data_parallel),
+/// backend type (the launcher, [`ParallelTraining`](crate::parallel::ParallelTraining),
 /// holds a process-wide lock for this).
 pub struct BurnCollective<B: Backend> {
     rank: usize,

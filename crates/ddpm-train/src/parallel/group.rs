@@ -2,7 +2,7 @@
 //! where a group's peers live ([`PeerGroup`]).
 //!
 //! NOTE: Burn 0.21's `burn-collective` implements [`Collective`] here
-//! ([`BurnCollective`](crate::parallel::BurnCollective), feature `collective`); it was removed
+//! (`BurnCollective`, feature `collective`); it was removed
 //! from Burn after 0.21. Everything else in [`parallel`](crate::parallel) talks to the trait
 //! only, so a later Burn (or another transport) needs one new implementation and nothing else.
 
@@ -39,7 +39,7 @@ pub trait Collective<B: Backend>: Send {
 }
 
 /// The environment variable that lifts the multi-node refusal of [`PeerGroup::validate`]
-/// (for a Burn with tracel-ai/burn#4549 fixed).
+/// (for a Burn whose multi-node all-reduce completes more than once).
 pub const MULTI_NODE_ANYWAY: &str = "DDPM_MULTI_NODE_ANYWAY";
 
 /// Where a group's peers live: how many on this machine and, for several machines, how to
@@ -108,9 +108,11 @@ impl PeerGroup {
                     field: "num_nodes",
                     value: n.num_nodes.to_string(),
                     expected: "1: Burn 0.21's multi-node all-reduce hangs on its second call \
-                               (transfer ids reused between calls, tracel-ai/burn#4549), so \
-                               training over several machines stops after one step; set \
-                               DDPM_MULTI_NODE_ANYWAY=1 to try it with a Burn that has the fix",
+                               (burn-collective's SyncService::sync clears a copy of its list of \
+                               synced nodes, so the second sync never completes; see also \
+                               tracel-ai/burn#4549), so training over several machines would \
+                               stop at its first step; set DDPM_MULTI_NODE_ANYWAY=1 to try it \
+                               with a Burn that has the fix",
                 });
             }
             if n.num_nodes == 0 {

@@ -32,7 +32,7 @@
 //! others stop after [`PeerGroup::timeout`] with [`TrainError::PeerTimeout`], naming the local
 //! peers that did not arrive (or, when all did, that another machine is missing).
 //!
-//! The transport is [`Collective`]: Burn 0.21's `burn-collective` ([`BurnCollective`], feature
+//! The transport is [`Collective`]: Burn 0.21's `burn-collective` (`BurnCollective`, feature
 //! `collective`), or any implementation of the trait ([`ParallelTraining::run_with`]).
 
 #[cfg(feature = "collective")]
@@ -80,7 +80,7 @@ static GROUP_LOCK: Mutex<()> = Mutex::new(());
 
 /// A data-parallel run on this machine's devices: rank 0's trainer is built at once (so the
 /// run directory is created or resumed, and a metric can be attached), the other peers when
-/// [`ParallelTraining::run`] starts them, one thread each.
+/// `ParallelTraining::run` (feature `collective`) starts them, one thread each.
 pub struct ParallelTraining<B: AutodiffBackend> {
     leader: Trainer<B>,
     dataset: Arc<Dataset>,
@@ -192,11 +192,11 @@ impl<B: AutodiffBackend> ParallelTraining<B> {
         )
     }
 
-    /// As [`ParallelTraining::run`], with the peers joined by `connect(local_index, device)`:
+    /// As `ParallelTraining::run`, with the peers joined by `connect(local_index, device)`:
     /// called once per local peer, concurrently, on the peer's thread.
     ///
     /// # Errors
-    /// As [`ParallelTraining::run`].
+    /// As `ParallelTraining::run`.
     pub fn run_with<C>(
         self,
         connect: C,
