@@ -38,6 +38,11 @@ pub(crate) fn hash_bytes(bytes: &[u8]) -> u64 {
     hash_block(P3, bytes)
 }
 
+/// The hash of a sequence of byte slices, one slice at a time: `hash_more(hash_more(h, a), b)`.
+pub(crate) fn hash_more(h: u64, bytes: &[u8]) -> u64 {
+    hash_block(h ^ P3, bytes)
+}
+
 /// The length and hash of a file, read in 1 MiB blocks (the same blocks every time, so the
 /// hash only depends on the contents).
 pub(crate) fn hash_file(path: &Path) -> std::io::Result<(u64, u64)> {

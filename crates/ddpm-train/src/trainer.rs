@@ -947,19 +947,22 @@ fn append_line(path: &Path, line: &serde_json::Value) -> Result<(), TrainError> 
 /// The backend a trainer's EMA model lives on.
 pub type InferenceBackend<B> = <B as AutodiffBackend>::InnerBackend;
 
-/// A hash of the raw and EMA weights' bits (data-parallel peers check they start equal).
+/// A hash of the raw and EMA weights' bits (data-parallel peers check they start equal),
+/// one parameter at a time.
 fn weights_hash<IB: burn::tensor::backend::Backend>(model: &Unet<IB>, ema: &Unet<IB>) -> u64 {
-    struct Bytes(Vec<u8>);
-    impl<IB: burn::tensor::backend::Backend> burn::module::ModuleVisitor<IB> for Bytes {
+    struct Hash(u64);
+    impl<IB: burn::tensor::backend::Backend> burn::module::ModuleVisitor<IB> for Hash {
         fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<IB, D>>) {
             let data = p.val().into_data().convert::<f32>();
-            for v in data.iter::<f32>() {
-                self.0.extend_from_slice(&v.to_bits().to_le_bytes());
-            }
+            let bytes: Vec<u8> = data
+                .iter::<f32>()
+                .flat_map(|v| v.to_bits().to_le_bytes())
+                .collect();
+            self.0 = crate::fingerprint::hash_more(self.0, &bytes);
         }
     }
-    let mut bytes = Bytes(Vec::new());
-    model.visit(&mut bytes);
-    ema.visit(&mut bytes);
-    crate::fingerprint::hash_bytes(&bytes.0)
+    let mut hash = Hash(0);
+    model.visit(&mut hash);
+    ema.visit(&mut hash);
+    hash.0
 }

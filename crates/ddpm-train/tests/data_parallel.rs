@@ -12,7 +12,7 @@ use burn::module::{AutodiffModule, Module};
 use burn::tensor::Tensor;
 use common::{B, config, dataset, small_unet, tmp_dir};
 use ddpm_train::parallel::{ParallelTraining, PeerGroup, Start};
-use ddpm_train::{TrainConfig, Trainer};
+use ddpm_train::{TrainConfig, TrainError, Trainer};
 
 fn params(m: impl Module<Flex>) -> Vec<f32> {
     struct V<'a>(&'a mut Vec<f32>);
@@ -192,6 +192,42 @@ fn a_batch_that_does_not_split_is_refused_by_name() {
         "{msg}"
     );
     assert!(!dir.join("train_config.json").exists(), "nothing written");
+}
+
+#[test]
+fn a_peer_that_cannot_start_stops_the_others_at_once() {
+    // The first peer resumes from the step-2 checkpoint; then its optimizer record is damaged,
+    // so the second peer cannot load it. It tells the first through the start-up check, well
+    // before the 60 s timeout, and its own error is the one reported.
+    let dir = tmp_dir("dp-follower-fails");
+    train(Start::New(dp_config(2)), &dir, 2);
+    let run = ParallelTraining::<B>::new(
+        Start::Resume(dp_config(4)),
+        &dir,
+        dataset(),
+        vec![Default::default(); 2],
+        PeerGroup::local(2).with_timeout(Duration::from_secs(60)),
+    )
+    .unwrap();
+    let ckpt = dir.join("checkpoints/step-00000002");
+    let damaged = std::fs::read_dir(&ckpt)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("optimizer")
+        })
+        .inspect(|p| std::fs::write(p, b"damaged").unwrap())
+        .count();
+    assert_eq!(damaged, 1, "one optimizer record in {}", ckpt.display());
+    let err = run.run(|_| {}).err().unwrap();
+    assert!(
+        matches!(err, TrainError::NoIntactCheckpoint { .. }),
+        "the second peer's own error: {err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

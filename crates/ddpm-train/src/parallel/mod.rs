@@ -243,14 +243,25 @@ impl<B: AutodiffBackend> ParallelTraining<B> {
                     std::thread::Builder::new()
                         .name(format!("ddpm-peer-{}", group.rank(local)))
                         .spawn_scoped(s, move || {
+                            // Joined first, so that a trainer that cannot be built (a device
+                            // out of memory, an unreadable checkpoint) is reported to the
+                            // others at once rather than after their timeout.
+                            let collective = connect(local, device);
                             let trainer = Trainer::follower(
                                 config,
                                 run_dir,
                                 dataset,
                                 device,
                                 resumed_from.as_deref(),
-                            )?;
-                            peer_run(trainer, connect(local, device), reduction, |_| {})
+                            );
+                            match (trainer, collective) {
+                                (Ok(t), collective) => peer_run(t, collective, reduction, |_| {}),
+                                (Err(e), Ok(c)) => {
+                                    DataParallel::new(c, reduction).fail_start(device);
+                                    Err(e)
+                                }
+                                (Err(e), Err(_)) => Err(e),
+                            }
                         })
                         .map_err(|e| TrainError::Collective {
                             peer: Some(group.rank(local)),

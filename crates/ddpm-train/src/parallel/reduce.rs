@@ -39,6 +39,9 @@ impl std::str::FromStr for Reduction {
     }
 }
 
+/// How many values peers compare at the start ([`DataParallel::agree`]).
+pub(crate) const START_CHECKS: usize = 6;
+
 /// A trainer's place in a data-parallel group: its collective and how gradients are added.
 pub struct DataParallel<B: Backend> {
     collective: Box<dyn Collective<B>>,
@@ -102,25 +105,59 @@ impl<B: Backend> DataParallel<B> {
             .collect())
     }
 
-    /// Checks that every peer holds the same `values` (named), e.g. step and data position at
-    /// the start of a run.
+    /// Checks that every peer holds the same [`START_CHECKS`] `values` (named), e.g. step and
+    /// data position at the start of a run.
     ///
     /// # Errors
+    /// [`TrainError::PeerFailed`] when a peer could not start ([`Self::fail_start`]),
     /// [`TrainError::PeersDisagree`] naming the first value that differs and each peer's.
     pub(crate) fn agree(
         &mut self,
-        values: &[(&'static str, u64)],
+        values: &[(&'static str, u64); START_CHECKS],
         device: &B::Device,
     ) -> Result<(), TrainError> {
+        let rows = self.start_exchange(0, values.map(|(_, v)| v), device)?;
+        for (k, (name, _)) in values.iter().enumerate() {
+            let first = rows[0][k];
+            if rows.iter().any(|r| r[k] != first) {
+                return Err(TrainError::PeersDisagree {
+                    what: name,
+                    values: rows
+                        .iter()
+                        .enumerate()
+                        .map(|(p, r)| format!("peer {p}: {}", r[k]))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes part in the start-up check of [`Self::agree`] as a peer that could not start (its
+    /// trainer failed to build), so that the others stop with [`TrainError::PeerFailed`] at
+    /// once instead of waiting for it until the timeout. Best effort: errors are ignored.
+    pub(crate) fn fail_start(&mut self, device: &B::Device) {
+        let _ = self.start_exchange(1, [0; START_CHECKS], device);
+    }
+
+    /// Every peer's status and start-up values, in rank order; [`TrainError::PeerFailed`] when a
+    /// status is not 0.
+    fn start_exchange(
+        &mut self,
+        status: u64,
+        values: [u64; START_CHECKS],
+        device: &B::Device,
+    ) -> Result<Vec<Vec<u64>>, TrainError> {
         // Each u64 as four exact 16-bit pieces (f32 holds integers up to 2^24 exactly).
-        let pieces: Vec<f32> = values
-            .iter()
-            .flat_map(|(_, v)| (0..4).map(move |i| ((v >> (16 * i)) & 0xFFFF) as f32))
+        let pieces: Vec<f32> = std::iter::once(status)
+            .chain(values)
+            .flat_map(|v| (0..4).map(move |i| ((v >> (16 * i)) & 0xFFFF) as f32))
             .collect();
         let n = pieces.len();
         let mine = Tensor::<B, 1>::from_data(burn::tensor::TensorData::new(pieces, [n]), device);
-        let slots = self.gather(mine)?;
-        let rows: Vec<Vec<u64>> = slots
+        let rows: Vec<Vec<u64>> = self
+            .gather(mine)?
             .into_iter()
             .map(|s| {
                 let v = s
@@ -138,21 +175,11 @@ impl<B: Backend> DataParallel<B> {
                     .collect()
             })
             .collect();
-        for (k, (name, _)) in values.iter().enumerate() {
-            let first = rows[0].get(k);
-            if rows.iter().any(|r| r.get(k) != first) {
-                return Err(TrainError::PeersDisagree {
-                    what: name,
-                    values: rows
-                        .iter()
-                        .enumerate()
-                        .map(|(p, r)| format!("peer {p}: {}", r.get(k).copied().unwrap_or(0)))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                });
-            }
+        let failed: Vec<usize> = (0..rows.len()).filter(|&p| rows[p][0] != 0).collect();
+        if !failed.is_empty() {
+            return Err(TrainError::PeerFailed { peers: failed });
         }
-        Ok(())
+        Ok(rows.into_iter().map(|r| r[1..].to_vec()).collect())
     }
 
     /// The mean over peers of this peer's gradients and loss (one all-reduce), or
