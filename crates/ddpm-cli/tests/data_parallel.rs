@@ -132,3 +132,81 @@ fn bad_parallel_settings_fail_with_the_reason() {
     }
     let _ = std::fs::remove_dir_all(root);
 }
+
+/// Kills the child process when dropped (an orchestrator outliving a failed test).
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn a_node_that_never_arrives_stops_the_others_with_a_timeout() {
+    // Past the Burn 0.21 refusal (see the scaling guide): registration with the orchestrator
+    // waits for the second node, which never comes; node 0 stops after --peer-timeout with an
+    // error saying so instead of waiting forever.
+    let root = tmp("node-missing");
+    let data = root.join("images");
+    std::fs::create_dir_all(&data).unwrap();
+    images(&data);
+    let (orch_port, data_port) = (free_port(), free_port());
+    let _orchestrator = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_ddpm"))
+            .args(["orchestrator", "--port", &orch_port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the orchestrator"),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", orch_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orchestrator did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let run = root.join("run");
+    let orchestrator = format!("ws://127.0.0.1:{orch_port}");
+    let node = format!("ws://127.0.0.1:{data_port}");
+    let port = data_port.to_string();
+    let mut args = train_args(data.to_str().unwrap(), run.to_str().unwrap(), "2");
+    args.extend([
+        "--num-nodes",
+        "2",
+        "--node-rank",
+        "0",
+        "--orchestrator",
+        &orchestrator,
+        "--node-address",
+        &node,
+        "--data-port",
+        &port,
+    ]);
+    // Instead of train_args' 120 s.
+    let t = args.iter().position(|a| *a == "--peer-timeout").unwrap();
+    args[t + 1] = "5";
+    let out = Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args(&args)
+        .env("DDPM_MULTI_NODE_ANYWAY", "1")
+        .output()
+        .expect("run ddpm");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains("waited 5 s") && log.contains("another node is missing"),
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(root);
+}
