@@ -40,11 +40,17 @@ use crate::error::io;
 use crate::eval::{
     BestCheckpoint, EvalRecord, MetricValues, SampleMetric, best_dir_name, keep_best, read_best,
 };
-use crate::parallel::{DataParallel, Outputs, check_split, num_values};
+use crate::parallel::{DataParallel, Outputs, check_split};
 use crate::resume::{ResumeReport, diff_settings, load_checkpoint, log_resume};
 use crate::{DataFingerprint, TrainConfig, TrainError, clip_global_norm, ema_update};
 
 pub(crate) type Optim<B> = OptimizerAdaptor<Adam, Unet<B>, B>;
+/// A new run's raw weights, EMA weights and data stream.
+type FreshRun<B> = (
+    Unet<B>,
+    Unet<<B as AutodiffBackend>::InnerBackend>,
+    BatchIter,
+);
 pub(crate) type OptimRecord<B> = <Optim<B> as Optimizer<Unet<B>, B>>::Record;
 
 /// What one optimizer step measured.
@@ -177,12 +183,8 @@ impl<B: AutodiffBackend> Trainer<B> {
             &run_dir.join(SCHEDULER_CONFIG_FILE),
             &scheduler_config(&config),
         )?;
-        let model = config
-            .unet
-            .init_seeded::<B>(derive_seed(config.seed, 0, 0), device)?;
-        let ema = model.valid();
         let fingerprint = DataFingerprint::of(&dataset);
-        let data = Self::batches(&config).init(dataset)?;
+        let (model, ema, data) = Self::fresh(&config, dataset, device)?;
         let mut trainer = Self::assemble(
             config,
             run_dir,
@@ -213,11 +215,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let fingerprint = DataFingerprint::of(&dataset);
         let (model, ema, optim, data, step) = match checkpoint {
             None => {
-                let model = config
-                    .unet
-                    .init_seeded::<B>(derive_seed(config.seed, 0, 0), device)?;
-                let ema = model.valid();
-                let data = Self::batches(&config).init(dataset)?;
+                let (model, ema, data) = Self::fresh(&config, dataset, device)?;
                 (model, ema, None, data, 0)
             }
             Some(ckpt) => {
@@ -427,6 +425,20 @@ impl<B: AutodiffBackend> Trainer<B> {
         Ok(trainer)
     }
 
+    /// A new run's weights (from the seed alone), EMA and data stream.
+    fn fresh(
+        config: &TrainConfig,
+        dataset: Arc<Dataset>,
+        device: &B::Device,
+    ) -> Result<FreshRun<B>, TrainError> {
+        let model = config
+            .unet
+            .init_seeded::<B>(derive_seed(config.seed, 0, 0), device)?;
+        let ema = model.valid();
+        let data = Self::batches(config).init(dataset)?;
+        Ok((model, ema, data))
+    }
+
     fn batches(config: &TrainConfig) -> BatchIterConfig {
         BatchIterConfig::new(config.batch_size / config.grad_accumulation, config.seed)
             .with_random_flip(config.random_flip)
@@ -556,20 +568,16 @@ impl<B: AutodiffBackend> Trainer<B> {
             };
             let mut rng =
                 ChaCha8Rng::seed_from_u64(derive_seed(self.config.seed, k, 2 + micro as u64));
-            let draw = UniformTimesteps::new(self.schedule.num_train_timesteps())?
-                .draw(shape[0], &mut rng);
-            let t: Vec<i64> = draw.timesteps[rows.clone()]
-                .iter()
-                .map(|&t| t as i64)
-                .collect();
-            let t = Tensor::from_data(TensorData::new(t, [n]), &self.device);
+            let t = UniformTimesteps::new(self.schedule.num_train_timesteps())?
+                .draw(shape[0], &mut rng)
+                .timesteps_tensor::<B>(&self.device);
             let eps =
                 NoiseSource::<B>::seeded(derive_seed(self.config.seed, k, 1000 + micro as u64))
                     .standard_normal(shape, &self.device)?;
-            let eps = if peers == 1 {
-                eps
+            let (t, eps) = if peers == 1 {
+                (t, eps)
             } else {
-                eps.narrow(0, rows.start, n)
+                (t.narrow(0, rows.start, n), eps.narrow(0, rows.start, n))
             };
             // Peer 0 draws a single trainer's masks; the others their own.
             self.model.set_dropout_seed(derive_seed(
@@ -769,7 +777,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         {
             // NonFiniteLoss is seen by every peer at once (the loss is the reduced one); any
             // other error of this peer alone would leave the others waiting for it.
-            group.abort(num_values::<B, _>(&self.model), &self.device);
+            group.abort(self.model.num_params(), &self.device);
         }
         result
     }

@@ -13,19 +13,12 @@ use crate::TrainError;
 /// Runs Burn's multi-node orchestrator on `port` until the process is interrupted (Ctrl-C or
 /// SIGTERM). Nodes register with it and learn each other's addresses from it.
 pub fn run_orchestrator(port: u16) -> Result<(), TrainError> {
-    let runtime = std::thread::spawn(move || {
-        tokio_runtime().map(|rt| rt.block_on(burn_collective::start_global_orchestrator(port)))
-    });
-    runtime
-        .join()
-        .map_err(|_| collective_error(None, "orchestrator", "the orchestrator panicked"))?
-}
-
-fn tokio_runtime() -> Result<tokio::runtime::Runtime, TrainError> {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| collective_error(None, "orchestrator", &e.to_string()))
+        .map_err(|e| collective_error(None, "orchestrator", &e.to_string()))?;
+    runtime.block_on(burn_collective::start_global_orchestrator(port));
+    Ok(())
 }
 
 fn collective_error(peer: Option<usize>, op: &'static str, message: &str) -> TrainError {

@@ -43,7 +43,6 @@ mod reduce;
 #[cfg(feature = "collective")]
 pub use collective::{Arrivals, BurnCollective, run_orchestrator};
 pub use group::{Collective, MULTI_NODE_ANYWAY, NodeConfig, PeerGroup};
-pub(crate) use reduce::num_values;
 pub use reduce::{DataParallel, Reduction};
 
 use std::path::PathBuf;

@@ -263,11 +263,6 @@ fn check_status(status: &[f32]) -> Result<(), TrainError> {
     }
 }
 
-/// The number of gradient values of `model` in a step's vector (every float parameter).
-pub(crate) fn num_values<AB: AutodiffBackend, M: AutodiffModule<AB>>(model: &M) -> usize {
-    model.num_params()
-}
-
 struct Flatten<'a, AB: AutodiffBackend> {
     grads: &'a GradientsParams,
     parts: Vec<Tensor<AB::InnerBackend, 1>>,
