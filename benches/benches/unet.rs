@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use burn::backend::Autodiff;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use ddpm::train::optim::FusedAdam;
 use ddpm_benches::{Backend, inputs, preset};
 
 type Ad = Autodiff<Backend>;
@@ -39,7 +40,7 @@ fn unet(c: &mut Criterion) {
         }
         for &batch in train_batches {
             let mut model = Some(config.init::<Ad>(&device).expect("valid preset"));
-            let mut optim = AdamConfig::new().init();
+            let mut optim = FusedAdam::default().init();
             let (x, t, eps) = inputs::<Ad>(&config, batch, &device);
             group.throughput(Throughput::Elements(batch as u64));
             group.bench_function(format!("train/b{batch}"), |b| {

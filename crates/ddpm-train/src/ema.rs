@@ -44,7 +44,7 @@ impl<B: Backend> ModuleMapper<B> for Update<B> {
         let tensor = match self.params.remove(&id) {
             Some(new) => {
                 let new: Tensor<B, D> = new.reshape(tensor.dims());
-                tensor.mul_scalar(self.decay) + new.mul_scalar(1.0 - self.decay)
+                ddpm_unet::kernels::ema_update(tensor, new, self.decay)
             }
             None => tensor,
         };

@@ -33,6 +33,7 @@ mod ema;
 mod error;
 pub mod eval;
 mod fingerprint;
+pub mod optim;
 pub mod parallel;
 mod resume;
 mod trainer;

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{Adam, AdamConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::Recorder;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor, TensorData};
@@ -40,11 +40,12 @@ use crate::error::io;
 use crate::eval::{
     BestCheckpoint, EvalRecord, MetricValues, SampleMetric, best_dir_name, keep_best, read_best,
 };
+use crate::optim::FusedAdam;
 use crate::parallel::{DataParallel, Outputs, check_split};
 use crate::resume::{ResumeReport, diff_settings, load_checkpoint, log_resume};
 use crate::{DataFingerprint, TrainConfig, TrainError, clip_global_norm, ema_update};
 
-pub(crate) type Optim<B> = OptimizerAdaptor<Adam, Unet<B>, B>;
+pub(crate) type Optim<B> = OptimizerAdaptor<FusedAdam, Unet<B>, B>;
 /// A new run's raw weights, EMA weights and data stream.
 type FreshRun<B> = (
     Unet<B>,
@@ -460,10 +461,7 @@ impl<B: AutodiffBackend> Trainer<B> {
         let schedule = config.schedule.build()?;
         let forward = ForwardProcess::<B>::new(&schedule, device);
         let loss = config.loss_config().init(&forward)?;
-        let mut optim = AdamConfig::new()
-            .with_beta_1(config.adam_beta1)
-            .with_beta_2(config.adam_beta2)
-            .with_epsilon(config.adam_epsilon)
+        let mut optim = FusedAdam::new(config.adam_beta1, config.adam_beta2, config.adam_epsilon)
             .init::<B, Unet<B>>();
         if let Some(record) = optim_record {
             optim = optim.load_record(record);

@@ -348,3 +348,93 @@ fn unsupported_settings_fall_back_to_burn() {
         "Same padding, no bias",
     );
 }
+
+/// The bits of a tensor's values.
+fn bits<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<u32> {
+    let v = t.into_data().to_vec::<f32>().unwrap();
+    v.into_iter().map(f32::to_bits).collect()
+}
+
+/// Three updates through `kernels::adam_update` and through Burn's `Adam` (the same β₁, β₂,
+/// ε): parameters and moments bit-identical after each. On `Flex` the fused kernel runs (a
+/// parameter larger than one parallel task, a second one that is shared, so it must be copied
+/// and its other owner left untouched); on `Autodiff<Flex>` Burn's ops do.
+fn adam_matches_burn<B: Backend>() {
+    use burn::optim::{AdamConfig, SimpleOptimizer};
+    let adam = AdamConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-8)
+        .build();
+    for (shape, shared) in [([3usize, 7, 2001], false), ([5, 3, 4], true)] {
+        let mut ours: Tensor<B, 3> = random(shape, 40);
+        let mut burns = ours.clone();
+        let mut moments = None;
+        let mut state = None;
+        for time in 1..=3 {
+            let grad: Tensor<B, 3> = random(shape, 40 + time as u64);
+            let lr = 2e-4 * time as f64;
+            let kept = shared.then(|| ours.clone());
+            let before = kept.as_ref().map(|k| bits(k.clone()));
+            let step = kernels::AdamStep {
+                lr,
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: 1e-8,
+                time,
+            };
+            let (p, m, v) = kernels::adam_update(step, ours, grad.clone(), moments);
+            let (b, s) = SimpleOptimizer::<B>::step(&adam, lr, burns, grad, state);
+            let s = s.expect("Adam keeps a state");
+            assert_eq!(s.momentum.time, time);
+            assert_eq!(
+                bits(p.clone()),
+                bits(b.clone()),
+                "{shape:?} param, step {time}"
+            );
+            assert_eq!(
+                bits(m.clone()),
+                bits(s.momentum.moment_1.clone()),
+                "m, step {time}"
+            );
+            assert_eq!(
+                bits(v.clone()),
+                bits(s.momentum.moment_2.clone()),
+                "v, step {time}"
+            );
+            if let (Some(k), Some(before)) = (kept, before) {
+                assert_eq!(bits(k), before, "a shared parameter was written in place");
+            }
+            (ours, burns, moments, state) = (p, b, Some((m, v)), Some(s));
+        }
+    }
+}
+
+#[test]
+fn adam_update_matches_burns_adam_on_flex() {
+    adam_matches_burn::<Flex>();
+}
+
+#[test]
+fn adam_update_matches_burns_adam_through_burns_ops() {
+    adam_matches_burn::<Ad>();
+}
+
+/// `kernels::ema_update` is `ema·decay + model·(1 − decay)` through Burn's ops, bit for bit,
+/// and leaves another owner of `ema` untouched.
+#[test]
+fn ema_update_matches_burns_ops() {
+    fn check<B: Backend>() {
+        for shape in [[4usize, 5, 2003], [2, 3, 1]] {
+            let ema: Tensor<B, 3> = random(shape, 60);
+            let model: Tensor<B, 3> = random(shape, 61);
+            let before = bits(ema.clone());
+            let want = ema.clone().mul_scalar(0.9999) + model.clone().mul_scalar(1.0 - 0.9999);
+            let got = kernels::ema_update(ema.clone(), model, 0.9999);
+            assert_eq!(bits(got), bits(want), "{shape:?}");
+            assert_eq!(bits(ema), before, "a shared EMA was written in place");
+        }
+    }
+    check::<Flex>();
+    check::<Ad>();
+}

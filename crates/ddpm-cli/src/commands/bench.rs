@@ -35,12 +35,13 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use burn::backend::Autodiff;
-use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use clap::{Args, ValueEnum};
 use ddpm_sampler::{DdimSamplerConfig, NoiseSource, sample_loop};
 use ddpm_schedule::NoiseSchedule;
+use ddpm_train::optim::FusedAdam;
 use ddpm_unet::{Precision, UnetConfig};
 use serde_json::json;
 
@@ -406,7 +407,7 @@ fn bench_train<B: Backend>(
     device: &B::Device,
 ) -> Result<Stats> {
     let mut model = Some(config.init::<Autodiff<B>>(device)?);
-    let mut optim = AdamConfig::new().init();
+    let mut optim = FusedAdam::default().init();
     let (x, t) = inputs::<Autodiff<B>>(config, batch, device);
     let eps = x.random_like(Distribution::Normal(0.0, 1.0));
     sync::<Autodiff<B>>(device)?;

@@ -27,6 +27,25 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     v
 }
 
+/// A copy of `src`, written by the rayon pool when it is large.
+pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
+    if src.len() < PAR_MIN {
+        return src.to_vec();
+    }
+    let mut v: Vec<f32> = Vec::with_capacity(src.len());
+    v.spare_capacity_mut()[..src.len()]
+        .par_chunks_mut(PAR_MIN / 2)
+        .zip(src.par_chunks(PAR_MIN / 2))
+        .for_each(|(dst, src)| {
+            for (d, &s) in dst.iter_mut().zip(src) {
+                d.write(s);
+            }
+        });
+    // SAFETY: the loop above initialised the first `src.len()` elements.
+    unsafe { v.set_len(src.len()) };
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -37,6 +56,14 @@ mod tests {
             let v = zeroed(len);
             assert_eq!(v.len(), len);
             assert!(v.iter().all(|&x| x.to_bits() == 0), "len {len}");
+        }
+    }
+
+    #[test]
+    fn copied_equals_the_source_at_every_size() {
+        for len in [0, 1, PAR_MIN - 1, PAR_MIN, PAR_MIN + 7, 5 * PAR_MIN + 3] {
+            let src: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 3.0).collect();
+            assert_eq!(copied(&src), src, "len {len}");
         }
     }
 }

@@ -234,17 +234,35 @@ unsafe impl Send for Ptr {}
 unsafe impl Sync for Ptr {}
 
 /// `a[cb][k][r] = w[cb·mr + r][k]` (0 past `co`): the weights in `mr`-channel blocks,
-/// k-major.
+/// k-major. Blocks are packed in parallel (this runs before every convolution, and on the
+/// calling thread it kept the pool waiting).
 fn pack_weights(w: &[f32], co: usize, k: usize, mr: usize) -> Vec<f32> {
+    pack_blocks(co, k, mr, |o, kk| w[o * k + kk])
+}
+
+/// `a[cb][kk][r] = at(cb·mr + r, kk)` for `cb·mr + r < co` (0 past `co`), `kk < k`, filled
+/// one block per task.
+fn pack_blocks(
+    co: usize,
+    k: usize,
+    mr: usize,
+    at: impl Fn(usize, usize) -> f32 + Sync,
+) -> Vec<f32> {
     let blocks = co.div_ceil(mr);
     let mut a = vec![0f32; blocks * k * mr];
-    for (o, row) in w.chunks_exact(k).enumerate().take(co) {
-        let (cb, r) = (o / mr, o % mr);
-        let block = &mut a[cb * k * mr..][..k * mr];
-        for (kk, &v) in row.iter().enumerate() {
-            block[kk * mr + r] = v;
-        }
+    if a.is_empty() {
+        return a;
     }
+    a.par_chunks_mut(k * mr)
+        .enumerate()
+        .for_each(|(cb, block)| {
+            for r in 0..mr.min(co - cb * mr) {
+                let o = cb * mr + r;
+                for (kk, dst) in block.iter_mut().skip(r).step_by(mr).enumerate() {
+                    *dst = at(o, kk);
+                }
+            }
+        });
     a
 }
 
@@ -527,19 +545,14 @@ pub(crate) fn conv2d_input_grad_with(isa: Isa, g: &ConvGeom, w: &[f32], dy: &[f3
         g.h,
         g.w,
     );
+    // W' packed in `mr`-channel blocks of input channels c, k = (o, t) with t = i·kw + j:
+    // a[c / mr][o·taps + t][c % mr] = W[o][c][taps − 1 − t].
     let taps = kh * kw;
-    let mut wt = vec![0f32; g.ci * g.co * taps];
-    for o in 0..g.co {
-        for c in 0..g.ci {
-            let src = &w[(o * g.ci + c) * taps..][..taps];
-            let dst = &mut wt[(c * g.co + o) * taps..][..taps];
-            for (t, d) in dst.iter_mut().enumerate() {
-                *d = src[taps - 1 - t];
-            }
-        }
-    }
+    let a = pack_blocks(g.ci, g.co * taps, isa.mr(), |c, kk| {
+        let (o, t) = (kk / taps, kk % taps);
+        w[(o * g.ci + c) * taps + taps - 1 - t]
+    });
     let dypad = grid.pad(dy, g.n);
-    let a = pack_weights(&wt, g.ci, g.co * taps, isa.mr());
     correlate(isa, &grid, g.n, g.ci, &dypad, &a, None, Add::None)
 }
 
@@ -643,24 +656,29 @@ pub(crate) fn conv2d_weight_grad_with(isa: Isa, g: &ConvGeom, x: &[f32], dy: &[f
             (ob, t0, sums)
         })
         .collect();
-    // Lay the tiles out as dW[o][k], dropping the padding rows and columns.
-    let mut dw = vec![0f32; g.co * k];
+    // Lay the tiles out as dW[o][k], dropping the padding rows and columns, one output block
+    // per task (`results` is in item order: by block, then by tile).
+    let mut by_block: Vec<Vec<(usize, Vec<f32>)>> = (0..blocks).map(|_| Vec::new()).collect();
     for (ob, t0, sums) in results {
-        for (ti, tile) in sums.chunks_exact(WR * WS).enumerate() {
-            for r in 0..WR {
-                let o = ob * WR + r;
-                if o >= g.co {
-                    break;
-                }
-                for s in 0..WS {
-                    let kk = (t0 + ti) * WS + s;
-                    if kk < k {
-                        dw[o * k + kk] = tile[r * WS + s];
+        by_block[ob].push((t0, sums));
+    }
+    let mut dw = vec![0f32; g.co * k];
+    dw.par_chunks_mut(WR * k)
+        .zip(by_block)
+        .for_each(|(rows, parts)| {
+            for (t0, sums) in parts {
+                for (ti, tile) in sums.chunks_exact(WR * WS).enumerate() {
+                    for (r, row) in rows.chunks_exact_mut(k).enumerate() {
+                        for s in 0..WS {
+                            let kk = (t0 + ti) * WS + s;
+                            if kk < k {
+                                row[kk] = tile[r * WS + s];
+                            }
+                        }
                     }
                 }
             }
-        }
-    }
+        });
     dw
 }
 

@@ -16,6 +16,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Tensor, TensorData, TensorMetadata, TensorPrimitive};
 
+use super::adam;
 use super::attention::{self, AttnGeom};
 use super::conv::{self, ConvGeom};
 use super::norm::{self, NormGeom};
@@ -440,4 +441,72 @@ pub(super) fn attention<B: Backend>(
         geom,
     };
     record(AttnBackward, [q_ad, k_ad, v_ad], state, o)
+}
+
+// ---------------------------------------------------------------------------------------
+// Adam
+// ---------------------------------------------------------------------------------------
+
+/// Whether `B` is plain `Flex` (the optimizer works on the inner backend's tensors).
+pub(super) fn plain<B: Backend>() -> bool {
+    kind::<B>() == Some(Kind::Plain)
+}
+
+/// `t` itself when it owns its contiguous storage from offset 0, else a contiguous copy made
+/// by the pool: a tensor whose storage can be written in place.
+fn writable(t: FlexTensor) -> FlexTensor {
+    let len = t.layout().num_elements();
+    if t.is_unique() && t.layout().contiguous_offsets() == Some((0, len)) {
+        return t;
+    }
+    let src = contiguous(t);
+    tensor(super::buf::copied(data(&src)), src.shape())
+}
+
+/// [`super::adam::update`] on `Flex` tensors of `B` (plain `Flex`, f32, one shape; checked by
+/// the caller): the updated parameter and moments, written in place where the tensors own
+/// their storage.
+pub(super) fn adam<B: Backend, const D: usize>(
+    coefs: adam::Coefs,
+    param: Tensor<B, D>,
+    grad: Tensor<B, D>,
+    moments: Option<(Tensor<B, D>, Tensor<B, D>)>,
+) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
+    let flex = |t: Tensor<B, D>| -> FlexTensor { cast(primitive(t)) };
+    let mut p = writable(flex(param));
+    let g = contiguous(flex(grad));
+    let len = p.layout().num_elements();
+    let first = moments.is_none();
+    let (mut m, mut v) = match moments {
+        Some((m, v)) => (writable(flex(m)), writable(flex(v))),
+        // Ignored on the first step (see `adam::update`), but they must be initialised.
+        None => (
+            tensor(super::buf::zeroed(len), p.shape()),
+            tensor(super::buf::zeroed(len), p.shape()),
+        ),
+    };
+    adam::update(
+        &coefs,
+        &mut p.storage_mut::<f32>()[..len],
+        data(&g),
+        &mut m.storage_mut::<f32>()[..len],
+        &mut v.storage_mut::<f32>()[..len],
+        first,
+    );
+    let back = |t: FlexTensor| -> Tensor<B, D> { wrap(cast::<FlexTensor, FloatTensor<B>>(t)) };
+    (back(p), back(m), back(v))
+}
+
+/// [`super::adam::ema`] on `Flex` tensors of `B` (plain `Flex`, f32, one shape; checked by the
+/// caller): the moved average, written in place where `ema` owns its storage.
+pub(super) fn ema<B: Backend, const D: usize>(
+    ema: Tensor<B, D>,
+    model: Tensor<B, D>,
+    decay: f64,
+) -> Tensor<B, D> {
+    let mut e = writable(cast(primitive(ema)));
+    let m = contiguous(cast(primitive(model)));
+    let len = e.layout().num_elements();
+    adam::ema(&mut e.storage_mut::<f32>()[..len], data(&m), decay);
+    wrap(cast::<FlexTensor, FloatTensor<B>>(e))
 }
