@@ -9,6 +9,8 @@
 
 use rayon::prelude::*;
 
+use super::AdamStep;
+
 /// Elements per parallel task (large enough that the hand-off costs nothing).
 const CHUNK: usize = 1 << 14;
 
@@ -28,18 +30,17 @@ pub(crate) struct Coefs {
 }
 
 impl Coefs {
-    /// The coefficients of step `time` (1 for the first update) at learning rate `lr`.
-    pub(crate) fn new(lr: f64, beta_1: f32, beta_2: f32, epsilon: f32, time: usize) -> Self {
-        let time = time.clamp(1, i32::MAX as usize) as i32;
-        let bias_correction2_sqrt = (1.0 - beta_2.powi(time)).sqrt();
+    /// The coefficients of `step`.
+    pub(crate) fn new(step: &AdamStep) -> Self {
+        let (combined, epsilon) = step.corrections();
         Self {
-            beta_1,
-            beta_2,
-            one_minus_1: 1.0 - beta_1,
-            one_minus_2: 1.0 - beta_2,
-            combined: bias_correction2_sqrt / (1.0 - beta_1.powi(time)),
-            epsilon: epsilon * bias_correction2_sqrt,
-            lr: lr as f32,
+            beta_1: step.beta_1,
+            beta_2: step.beta_2,
+            one_minus_1: 1.0 - step.beta_1,
+            one_minus_2: 1.0 - step.beta_2,
+            combined,
+            epsilon,
+            lr: step.lr as f32,
         }
     }
 }
@@ -123,7 +124,13 @@ mod tests {
         let mut p = p0.clone();
         let (mut m, mut v) = (vec![f32::NAN; n], vec![f32::NAN; n]);
         update(
-            &Coefs::new(lr, 0.9, 0.999, 1e-8, 1),
+            &Coefs::new(&AdamStep {
+                lr,
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: 1e-8,
+                time: 1,
+            }),
             &mut p,
             &g,
             &mut m,
@@ -131,7 +138,13 @@ mod tests {
             true,
         );
         update(
-            &Coefs::new(lr, 0.9, 0.999, 1e-8, 2),
+            &Coefs::new(&AdamStep {
+                lr,
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: 1e-8,
+                time: 2,
+            }),
             &mut p,
             &g,
             &mut m,

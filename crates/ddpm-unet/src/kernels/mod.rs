@@ -348,6 +348,19 @@ pub struct AdamStep {
     pub time: usize,
 }
 
+impl AdamStep {
+    /// Burn's bias-corrected scalars of this step, in f32 as Burn computes them:
+    /// `(√(1 − β₂ᵗ) / (1 − β₁ᵗ), ε·√(1 − β₂ᵗ))`, the factor of `m` and the ε added to `√v`.
+    fn corrections(&self) -> (f32, f32) {
+        let time = self.time.clamp(1, i32::MAX as usize) as i32;
+        let bias_correction2_sqrt = (1.0 - self.beta_2.powi(time)).sqrt();
+        (
+            bias_correction2_sqrt / (1.0 - self.beta_1.powi(time)),
+            self.epsilon * bias_correction2_sqrt,
+        )
+    }
+}
+
 /// One Adam update of `param` from `grad` with the moments of the previous update (`None`
 /// before the first): `m ← β₁m + (1 − β₁)g`, `v ← β₂v + (1 − β₂)g²`,
 /// `param ← param − α · m̂ / (√v̂ + ε)` with `m̂ = m / (1 − β₁ᵗ)`, `v̂ = v / (1 − β₂ᵗ)`. Returns
@@ -368,7 +381,6 @@ pub fn adam_update<B: Backend, const D: usize>(
     grad: Tensor<B, D>,
     moments: Option<(Tensor<B, D>, Tensor<B, D>)>,
 ) -> (Tensor<B, D>, Tensor<B, D>, Tensor<B, D>) {
-    let time = step.time.clamp(1, i32::MAX as usize);
     #[cfg(feature = "flex")]
     {
         use burn::tensor::DType;
@@ -380,8 +392,7 @@ pub fn adam_update<B: Backend, const D: usize>(
             && fits(&grad)
             && moments.as_ref().is_none_or(|(m, v)| fits(m) && fits(v))
         {
-            let coefs = adam::Coefs::new(step.lr, step.beta_1, step.beta_2, step.epsilon, time);
-            return flex::adam(coefs, param, grad, moments);
+            return flex::adam(adam::Coefs::new(&step), param, grad, moments);
         }
     }
     // Burn's `AdaptiveMomentum::transform` and `Adam::step`, op for op.
@@ -396,14 +407,11 @@ pub fn adam_update<B: Backend, const D: usize>(
             grad.square().mul_scalar(1.0 - b2),
         ),
     };
-    let time = time as i32;
-    let bias_correction2_sqrt = (1.0 - b2.powi(time)).sqrt();
-    let combined = bias_correction2_sqrt / (1.0 - b1.powi(time));
-    let update = m.clone().mul_scalar(combined).div(
-        v.clone()
-            .sqrt()
-            .add_scalar(step.epsilon * bias_correction2_sqrt),
-    );
+    let (combined, epsilon) = step.corrections();
+    let update = m
+        .clone()
+        .mul_scalar(combined)
+        .div(v.clone().sqrt().add_scalar(epsilon));
     (param - update.mul_scalar(step.lr), m, v)
 }
 
