@@ -161,19 +161,38 @@ fn a_node_that_never_arrives_stops_the_others_with_a_timeout() {
     std::fs::create_dir_all(&data).unwrap();
     images(&data);
     let (orch_port, data_port) = (free_port(), free_port());
-    let _orchestrator = KillOnDrop(
+    // The orchestrator's output goes to a file, so that a failure to start says why.
+    let orch_log = root.join("orchestrator.log");
+    let log_file = std::fs::File::create(&orch_log).unwrap();
+    let mut orchestrator = KillOnDrop(
         Command::new(env!("CARGO_BIN_EXE_ddpm"))
             .args(["orchestrator", "--port", &orch_port.to_string()])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
             .spawn()
             .expect("start the orchestrator"),
     );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     while std::net::TcpStream::connect(("127.0.0.1", orch_port)).is_err() {
+        let log = || std::fs::read_to_string(&orch_log).unwrap_or_default();
+        if let Some(status) = orchestrator.0.try_wait().unwrap() {
+            // A machine that forbids listening on all interfaces cannot run a multi-node test;
+            // the orchestrator said so with an error naming the address, which is what is
+            // checked here before skipping.
+            if std::net::TcpListener::bind("0.0.0.0:0").is_err() {
+                assert!(log().contains("cannot listen on 0.0.0.0"), "{}", log());
+                eprintln!("skipped: this machine forbids listening on 0.0.0.0");
+                return;
+            }
+            panic!(
+                "the orchestrator exited ({status}) before listening:\n{}",
+                log()
+            );
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "orchestrator did not listen"
+            "the orchestrator did not listen within 60 s:\n{}",
+            log()
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
@@ -209,4 +228,22 @@ fn a_node_that_never_arrives_stops_the_others_with_a_timeout() {
         "{log}"
     );
     let _ = std::fs::remove_dir_all(root);
+}
+
+#[test]
+fn an_orchestrator_whose_port_is_taken_fails_with_the_reason() {
+    // Burn 0.21's server only logs a failed bind and returns; `ddpm orchestrator` checks the
+    // port first and exits non-zero naming it, instead of a silent clean exit.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_ddpm"))
+        .args(["orchestrator", "--port", &port])
+        .output()
+        .expect("run ddpm");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{log}");
+    assert!(
+        log.contains(&format!("cannot listen on 0.0.0.0:{port}")),
+        "{log}"
+    );
 }

@@ -10,15 +10,47 @@ use burn::tensor::{Tensor, TensorPrimitive, backend::Backend};
 use super::{Collective, PeerGroup};
 use crate::TrainError;
 
-/// Runs Burn's multi-node orchestrator on `port` until the process is interrupted (Ctrl-C or
-/// SIGTERM). Nodes register with it and learn each other's addresses from it.
+/// Runs Burn's multi-node orchestrator on `port` (all interfaces) until the process is
+/// interrupted (Ctrl-C or SIGTERM). Nodes register with it and learn each other's addresses from
+/// it.
+///
+/// # Errors
+///
+/// [`TrainError::Collective`] (op `orchestrator`) when the port cannot be listened on (in use,
+/// not permitted), when the interrupt handlers cannot be installed, or when Burn's server stops
+/// by itself: Burn 0.21 only logs its server's errors (to stdout) and returns, which would
+/// otherwise look like a clean exit.
 pub fn run_orchestrator(port: u16) -> Result<(), TrainError> {
+    let fail = |message: String| collective_error(None, "orchestrator", &message);
+    // Burn's server binds 0.0.0.0:port; a port it cannot take is named here, before it starts.
+    std::net::TcpListener::bind(("0.0.0.0", port))
+        .map_err(|e| fail(format!("cannot listen on 0.0.0.0:{port}: {e}")))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| collective_error(None, "orchestrator", &e.to_string()))?;
-    runtime.block_on(burn_collective::start_global_orchestrator(port));
-    Ok(())
+        .map_err(|e| fail(e.to_string()))?;
+    runtime.block_on(async {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .map_err(|e| fail(format!("cannot install the SIGTERM handler: {e}")))?;
+        #[cfg(unix)]
+        let terminate = terminate.recv();
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<Option<()>>();
+        // `biased`: on an interrupt both this and Burn's own handler wake; the interrupt is
+        // checked first, so a stop asked for is not reported as a failure.
+        tokio::select! {
+            biased;
+            signal = interrupt => signal
+                .map_err(|e| fail(format!("cannot install the Ctrl-C handler: {e}"))),
+            _ = terminate => Ok(()),
+            () = burn_collective::start_global_orchestrator(port) => Err(fail(format!(
+                "Burn's server on port {port} stopped by itself (its log above says why)"
+            ))),
+        }
+    })
 }
 
 fn collective_error(peer: Option<usize>, op: &'static str, message: &str) -> TrainError {
