@@ -160,6 +160,17 @@ fn a_node_that_never_arrives_stops_the_others_with_a_timeout() {
     let data = root.join("images");
     std::fs::create_dir_all(&data).unwrap();
     images(&data);
+    // Nodes meet the orchestrator over TCP on loopback; a sandbox that refuses connections
+    // there cannot run a multi-node test at all (checked with a listener of the test's own).
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let probe_addr = probe.local_addr().unwrap();
+    if let Err(e) =
+        std::net::TcpStream::connect_timeout(&probe_addr, std::time::Duration::from_secs(5))
+    {
+        eprintln!("skipped: this machine refuses TCP connections on loopback ({e})");
+        return;
+    }
+    drop(probe);
     let (orch_port, data_port) = (free_port(), free_port());
     // The orchestrator's output goes to a file, so that a failure to start says why.
     let orch_log = root.join("orchestrator.log");
@@ -173,7 +184,9 @@ fn a_node_that_never_arrives_stops_the_others_with_a_timeout() {
             .expect("start the orchestrator"),
     );
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::net::TcpStream::connect(("127.0.0.1", orch_port)).is_err() {
+    let orch_addr = std::net::SocketAddr::from(([127, 0, 0, 1], orch_port));
+    let one_second = std::time::Duration::from_secs(1);
+    while std::net::TcpStream::connect_timeout(&orch_addr, one_second).is_err() {
         let log = || std::fs::read_to_string(&orch_log).unwrap_or_default();
         if let Some(status) = orchestrator.0.try_wait().unwrap() {
             // A machine that forbids listening on all interfaces cannot run a multi-node test;
