@@ -88,21 +88,15 @@ impl<B: Backend> Attention<B> {
     /// - `x`: `[batch, channels, h, w]`
     /// - output: `[batch, channels, h, w]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let [b, c, h, w] = x.dims();
-        let (heads, n) = (self.heads, h * w);
-        let d = c / heads;
-        let y = kernels::group_norm(&self.group_norm, x.clone(), false)
-            .reshape([b, c, n])
-            .swap_dims(1, 2);
-        let split = |t: Tensor<B, 3>| t.reshape([b, n, heads, d]).swap_dims(1, 2);
-        let q = split(self.to_q.forward(y.clone()));
-        let k = split(self.to_k.forward(y.clone()));
-        let v = split(self.to_v.forward(y));
-        let o = kernels::attention(q, k, v)
-            .swap_dims(1, 2)
-            .reshape([b, n, c]);
-        let o = self.to_out.forward(o).swap_dims(1, 2).reshape([b, c, h, w]);
-        let out = x + o;
+        // Channels-first throughout: the projections are 1×1 convolutions of the feature map
+        // and the heads are groups of its channels (the same numbers as the [batch, h·w, C]
+        // formulation above; on Flex no tensor is transposed).
+        let y = kernels::group_norm(&self.group_norm, x.clone(), false);
+        let q = kernels::linear_channels_first(&self.to_q, y.clone(), None);
+        let k = kernels::linear_channels_first(&self.to_k, y.clone(), None);
+        let v = kernels::linear_channels_first(&self.to_v, y, None);
+        let o = kernels::attention_channels_first(q, k, v, self.heads);
+        let out = kernels::linear_channels_first(&self.to_out, o, Some(x));
         if self.rescale_output_factor == 1.0 {
             out
         } else {

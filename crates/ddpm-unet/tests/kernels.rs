@@ -333,6 +333,119 @@ fn attention_matches_burn() {
     }
 }
 
+/// The attention block written with Burn's ops in the `[batch, h·w, C]` layout (what
+/// `Attention::forward` computed before it went channels-first).
+fn attention_block_by_burn_ops<B: Backend>(
+    block: &ddpm_unet::Attention<B>,
+    x: Tensor<B, 4>,
+) -> Tensor<B, 4> {
+    let [b, c, h, w] = x.dims();
+    let (heads, n) = (block.heads, h * w);
+    let d = c / heads;
+    let y = block
+        .group_norm
+        .forward(x.clone())
+        .reshape([b, c, n])
+        .swap_dims(1, 2);
+    let split = |t: Tensor<B, 3>| t.reshape([b, n, heads, d]).swap_dims(1, 2);
+    let q = split(block.to_q.forward(y.clone()));
+    let k = split(block.to_k.forward(y.clone()));
+    let v = split(block.to_v.forward(y));
+    let o = burn::tensor::module::attention(q, k, v, None, None, Default::default())
+        .swap_dims(1, 2)
+        .reshape([b, n, c]);
+    let o = block
+        .to_out
+        .forward(o)
+        .swap_dims(1, 2)
+        .reshape([b, c, h, w]);
+    (x + o) / block.rescale_output_factor
+}
+
+#[test]
+fn attention_block_matches_burn() {
+    use ddpm_unet::AttentionConfig;
+    // The MNIST presets' 64 channels at 7×7 (one head), and a batch of two with 2 and 4 heads.
+    for (shape, heads, groups) in [
+        ([1, 64, 7, 7], 1, 32),
+        ([2, 8, 3, 3], 2, 2),
+        ([2, 16, 4, 5], 4, 8),
+    ] {
+        let config = AttentionConfig::new(shape[1])
+            .with_heads(heads)
+            .with_groups(groups)
+            .with_rescale_output_factor(if heads == 4 { 2.0 } else { 1.0 });
+        let block = config.init::<Ad>(&Default::default());
+        let x: Tensor<Flex, 4> = random(shape, 41);
+        let r: Tensor<Ad, 4> = Tensor::from_inner(random(shape, 42));
+        let run = |fast: bool| {
+            let x = Tensor::<Ad, 4>::from_inner(x.clone()).require_grad();
+            let out = if fast {
+                block.forward(x.clone())
+            } else {
+                attention_block_by_burn_ops(&block, x.clone())
+            };
+            let grads = (out.clone() * r.clone()).sum().backward();
+            let mut got = vec![(
+                "output".to_string(),
+                out.inner().into_data().to_vec::<f32>().unwrap(),
+            )];
+            got.push((
+                "dx".into(),
+                x.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+            ));
+            for (name, linear) in [
+                ("to_q", &block.to_q),
+                ("to_k", &block.to_k),
+                ("to_v", &block.to_v),
+                ("to_out", &block.to_out),
+            ] {
+                let bias = linear.bias.as_ref().unwrap();
+                got.push((
+                    format!("{name}.weight"),
+                    linear
+                        .weight
+                        .grad(&grads)
+                        .unwrap()
+                        .into_data()
+                        .to_vec()
+                        .unwrap(),
+                ));
+                got.push((
+                    format!("{name}.bias"),
+                    bias.grad(&grads).unwrap().into_data().to_vec().unwrap(),
+                ));
+            }
+            let norm = &block.group_norm;
+            for (name, p) in [("gamma", &norm.gamma), ("beta", &norm.beta)] {
+                got.push((
+                    format!("group_norm.{name}"),
+                    p.as_ref()
+                        .unwrap()
+                        .grad(&grads)
+                        .unwrap()
+                        .into_data()
+                        .to_vec()
+                        .unwrap(),
+                ));
+            }
+            got
+        };
+        for ((name, fast), (_, burn)) in run(true).into_iter().zip(run(false)) {
+            let scale = 1.0 + burn.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = fast
+                .iter()
+                .zip(&burn)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+                / scale;
+            assert!(
+                err < 2e-5,
+                "{shape:?}, {heads} heads: {name}: relative error {err:e}"
+            );
+        }
+    }
+}
+
 #[test]
 fn unsupported_settings_fall_back_to_burn() {
     // `Same` padding and a bias-free conv take Burn's path and still agree with it.

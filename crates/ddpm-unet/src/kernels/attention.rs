@@ -25,9 +25,31 @@ pub(crate) struct AttnGeom {
     pub n: usize,
     /// Head width.
     pub d: usize,
+    /// Channels-first: each problem's Q, K, V and O are stored `[d][n]` (a `[batch, heads·d,
+    /// n]` feature map read as `[batch, heads, d, n]`) instead of `[n][d]`, so that an
+    /// attention block needs no transposes between its projections and this kernel.
+    pub cf: bool,
 }
 
 impl AttnGeom {
+    /// One problem's `[n, d]` matrix (Q, K, V, O or a gradient) as an `n×d` view.
+    fn nd<'a>(&self, block: &'a [f32]) -> View<'a> {
+        if self.cf {
+            transposed(block, self.n)
+        } else {
+            rows(block, self.d)
+        }
+    }
+
+    /// The transpose (`d×n`) of [`Self::nd`].
+    fn dn<'a>(&self, block: &'a [f32]) -> View<'a> {
+        if self.cf {
+            rows(block, self.n)
+        } else {
+            transposed(block, self.d)
+        }
+    }
+
     fn scale(&self) -> f32 {
         1.0 / (self.d as f32).sqrt()
     }
@@ -135,9 +157,14 @@ pub(crate) fn attention_forward(
                 &k[i * n * d..][..n * d],
                 &v[i * n * d..][..n * d],
             );
-            matmul(n, n, d, sb, rows(qb, d), transposed(kb, d), false, par);
+            matmul(n, n, d, sb, g.nd(qb), g.dn(kb), false, par);
             softmax_rows(sb, n, scale);
-            matmul(n, d, n, ob, rows(sb, n), rows(vb, d), false, par);
+            if g.cf {
+                // Oᵀ = Vᵀ Sᵀ.
+                matmul(d, n, n, ob, g.dn(vb), transposed(sb, n), false, par);
+            } else {
+                matmul(n, d, n, ob, rows(sb, n), g.nd(vb), false, par);
+            }
         });
     (o, s)
 }
@@ -173,14 +200,20 @@ pub(crate) fn attention_backward(
                 let (qb, kb, vb) = (&q[block.clone()], &k[block.clone()], &v[block.clone()]);
                 let gb = &dout[block];
                 let sb = &s[i * n * n..][..n * n];
-                // dV = Sᵀ dO, dS = dO Vᵀ.
-                matmul(n, d, n, dvb, transposed(sb, n), rows(gb, d), false, par);
-                matmul(n, n, d, dp, rows(gb, d), transposed(vb, d), false, par);
-                // dP = s · S ∘ (dS − rowsum(dS ∘ S)), in place.
+                // dS = dO Vᵀ; dP = s · S ∘ (dS − rowsum(dS ∘ S)), in place.
+                matmul(n, n, d, dp, g.nd(gb), g.dn(vb), false, par);
                 softmax_backward_rows(dp, sb, n, scale);
-                // dQ = dP K, dK = dPᵀ Q.
-                matmul(n, d, n, dqb, rows(dp, n), rows(kb, d), false, par);
-                matmul(n, d, n, dkb, transposed(dp, n), rows(qb, d), false, par);
+                if g.cf {
+                    // dVᵀ = dOᵀ S, dQᵀ = Kᵀ dPᵀ, dKᵀ = Qᵀ dP.
+                    matmul(d, n, n, dvb, g.dn(gb), rows(sb, n), false, par);
+                    matmul(d, n, n, dqb, g.dn(kb), transposed(dp, n), false, par);
+                    matmul(d, n, n, dkb, g.dn(qb), rows(dp, n), false, par);
+                } else {
+                    // dV = Sᵀ dO, dQ = dP K, dK = dPᵀ Q.
+                    matmul(n, d, n, dvb, transposed(sb, n), g.nd(gb), false, par);
+                    matmul(n, d, n, dqb, rows(dp, n), g.nd(kb), false, par);
+                    matmul(n, d, n, dkb, transposed(dp, n), g.nd(qb), false, par);
+                }
             },
         );
     (dq, dk, dv)
@@ -233,40 +266,71 @@ mod tests {
         (o, loss)
     }
 
+    /// Each `[n][d]` problem of `t` stored `[d][n]` (`forward`), or back (`!forward`).
+    fn swap_layout(t: &[f32], n: usize, d: usize, forward: bool) -> Vec<f32> {
+        let (rows, cols) = if forward { (n, d) } else { (d, n) };
+        let mut out = vec![0f32; t.len()];
+        for (src, dst) in t.chunks_exact(n * d).zip(out.chunks_exact_mut(n * d)) {
+            for r in 0..rows {
+                for c in 0..cols {
+                    dst[c * rows + r] = src[r * cols + c];
+                }
+            }
+        }
+        out
+    }
+
     #[test]
     fn forward_and_gradients_match_f64() {
         let (bh, n, d) = (3, 7, 5);
-        let g = AttnGeom { bh, n, d };
         let (q, k, v, r) = (
             values(bh * n * d, 1),
             values(bh * n * d, 2),
             values(bh * n * d, 3),
             values(bh * n * d, 4),
         );
-        let (o, s) = attention_forward(&g, &q, &k, &v);
-        let (dq, dk, dv) = attention_backward(&g, &q, &k, &v, &s, &r);
-        for b in 0..bh {
-            let at = |t: &[f32]| t[b * n * d..][..n * d].to_vec();
-            let (qb, kb, vb, rb) = (at(&q), at(&k), at(&v), at(&r));
-            let (want, _) = reference(n, d, &qb, &kb, &vb, &rb);
-            for (got, want) in o[b * n * d..][..n * d].iter().zip(&want) {
-                assert!((*got as f64 - want).abs() < 1e-5, "O: {got} vs {want}");
-            }
-            // Central differences of L = Σ O·R in f64 for every input element.
-            let h = 1e-3f32;
-            for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
-                for e in 0..n * d {
-                    let mut inputs = [qb.clone(), kb.clone(), vb.clone()];
-                    inputs[which][e] += h;
-                    let (_, up) = reference(n, d, &inputs[0], &inputs[1], &inputs[2], &rb);
-                    inputs[which][e] -= 2.0 * h;
-                    let (_, down) = reference(n, d, &inputs[0], &inputs[1], &inputs[2], &rb);
-                    let want = (up - down) / (2.0 * h as f64);
-                    let got = grad[b * n * d + e] as f64;
+        // Row-major problems, and the same problems stored channels-first (inputs transposed
+        // in, results transposed back).
+        for cf in [false, true] {
+            let g = AttnGeom { bh, n, d, cf };
+            let to = |t: &[f32]| {
+                if cf {
+                    swap_layout(t, n, d, true)
+                } else {
+                    t.to_vec()
+                }
+            };
+            let from = |t: Vec<f32>| if cf { swap_layout(&t, n, d, false) } else { t };
+            let (qs, ks, vs, rs) = (to(&q), to(&k), to(&v), to(&r));
+            let (o, s) = attention_forward(&g, &qs, &ks, &vs);
+            let (dq, dk, dv) = attention_backward(&g, &qs, &ks, &vs, &s, &rs);
+            let (o, dq, dk, dv) = (from(o), from(dq), from(dk), from(dv));
+            for b in 0..bh {
+                let at = |t: &[f32]| t[b * n * d..][..n * d].to_vec();
+                let (qb, kb, vb, rb) = (at(&q), at(&k), at(&v), at(&r));
+                let (want, _) = reference(n, d, &qb, &kb, &vb, &rb);
+                for (got, want) in o[b * n * d..][..n * d].iter().zip(&want) {
                     assert!(
-                        (got - want).abs() < 1e-3,
-                        "input {which} elem {e}: {got} vs {want}"
+                        (*got as f64 - want).abs() < 1e-5,
+                        "cf {cf}: O: {got} vs {want}"
                     );
+                }
+                // Central differences of L = Σ O·R in f64 for every input element.
+                let h = 1e-3f32;
+                for (which, grad) in [(0, &dq), (1, &dk), (2, &dv)] {
+                    for e in 0..n * d {
+                        let mut inputs = [qb.clone(), kb.clone(), vb.clone()];
+                        inputs[which][e] += h;
+                        let (_, up) = reference(n, d, &inputs[0], &inputs[1], &inputs[2], &rb);
+                        inputs[which][e] -= 2.0 * h;
+                        let (_, down) = reference(n, d, &inputs[0], &inputs[1], &inputs[2], &rb);
+                        let want = (up - down) / (2.0 * h as f64);
+                        let got = grad[b * n * d + e] as f64;
+                        assert!(
+                            (got - want).abs() < 1e-3,
+                            "cf {cf}: input {which} elem {e}: {got} vs {want}"
+                        );
+                    }
                 }
             }
         }

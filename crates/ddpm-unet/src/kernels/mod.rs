@@ -14,7 +14,8 @@
 //!   ~10 tensor ops forward and ~20 backward, several of them broadcasts Flex runs through a
 //!   scalar strided iterator), vectorised for the CPU's widest SIMD;
 //! - attention softmax(q kᵀ/√d) v with its own backward (Burn composes it from ~12 ops under
-//!   autodiff);
+//!   autodiff), also on channels-first feature maps ([`attention_channels_first`]; with
+//!   [`linear_channels_first`], 1×1 convolutions, the attention block transposes nothing);
 //! - the Adam update of a parameter and its moments ([`adam_update`]) and the EMA of the
 //!   weights ([`ema_update`]), each in one parallel pass (Burn's `Adam` is ~13 serial
 //!   element-wise passes per parameter on Flex, the EMA 3).
@@ -48,10 +49,10 @@ mod simd;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use burn::nn::GroupNorm;
 #[cfg(feature = "flex")]
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
+use burn::nn::{GroupNorm, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
@@ -279,9 +280,121 @@ pub fn attention<B: Backend>(q: Tensor<B, 4>, k: Tensor<B, 4>, v: Tensor<B, 4>) 
         && v.dims() == q.dims()
     {
         let [b, h, n, d] = q.dims();
-        return flex::attention(q, k, v, attention::AttnGeom { bh: b * h, n, d });
+        return flex::attention(
+            q,
+            k,
+            v,
+            attention::AttnGeom {
+                bh: b * h,
+                n,
+                d,
+                cf: false,
+            },
+        );
     }
     burn::tensor::module::attention(q, k, v, None, None, Default::default())
+}
+
+/// Multi-head attention over the `h·w` positions of channels-first feature maps: the
+/// channels of `q`, `k` and `v` are `heads` heads of `c / heads` channels each, and the output
+/// is laid out like them. Equal to [`attention`] of the maps read as `[batch, heads, h·w,
+/// c / heads]` and written back; on Flex the kernel reads and writes the channels-first
+/// layout itself, so an attention block needs no transposes (Burn copies strided views
+/// element by element on one thread).
+///
+/// # Shapes
+///
+/// - `q`, `k`, `v`: `[batch, channels, h, w]`, `channels` a multiple of `heads`
+/// - output: `[batch, channels, h, w]`
+pub fn attention_channels_first<B: Backend>(
+    q: Tensor<B, 4>,
+    k: Tensor<B, 4>,
+    v: Tensor<B, 4>,
+    heads: usize,
+) -> Tensor<B, 4> {
+    let [b, c, h, w] = q.dims();
+    let (n, d) = (h * w, c / heads.max(1));
+    #[cfg(feature = "flex")]
+    if fast_kernels_apply::<B>()
+        && heads > 0
+        && c % heads == 0
+        && q.dtype() == burn::tensor::DType::F32
+        && k.dtype() == q.dtype()
+        && v.dtype() == q.dtype()
+        && k.dims() == q.dims()
+        && v.dims() == q.dims()
+    {
+        let geom = attention::AttnGeom {
+            bh: b * heads,
+            n,
+            d,
+            cf: true,
+        };
+        return flex::attention(q, k, v, geom);
+    }
+    let split = |t: Tensor<B, 4>| t.reshape([b, heads, d, n]).swap_dims(2, 3);
+    attention(split(q), split(k), split(v))
+        .swap_dims(2, 3)
+        .reshape([b, c, h, w])
+}
+
+/// `linear` applied to the channels of `x` at every position (a 1×1 convolution whose
+/// weight is the transpose of `linear`'s), plus `residual` when given: `linear.forward` of
+/// the channels-last view, moved back to channels-first. On Flex it runs the 1×1
+/// convolution kernel (the residual fused into its output pass) on `x` as it is laid out.
+///
+/// # Shapes
+///
+/// - `x`: `[batch, d_input, h, w]`
+/// - `residual`, output: `[batch, d_output, h, w]`
+pub fn linear_channels_first<B: Backend>(
+    linear: &Linear<B>,
+    x: Tensor<B, 4>,
+    residual: Option<Tensor<B, 4>>,
+) -> Tensor<B, 4> {
+    #[cfg(feature = "flex")]
+    {
+        let [n, ci, h, w] = x.dims();
+        let [wci, co] = linear.weight.dims();
+        if fast_kernels_apply::<B>()
+            && wci == ci
+            && x.dtype() == burn::tensor::DType::F32
+            && let Some(bias) = linear.bias.as_ref().map(|b| b.val())
+        {
+            let weight = linear.weight.val();
+            let dtypes_agree = weight.dtype() == x.dtype()
+                && bias.dtype() == x.dtype()
+                && residual.as_ref().is_none_or(|r| r.dtype() == x.dtype());
+            if dtypes_agree && residual.as_ref().is_none_or(|r| r.dims() == [n, co, h, w]) {
+                let geom = conv::ConvGeom {
+                    n,
+                    ci,
+                    h,
+                    w,
+                    co,
+                    kh: 1,
+                    kw: 1,
+                    sh: 1,
+                    sw: 1,
+                    pt: 0,
+                    pl: 0,
+                    oh: h,
+                    ow: w,
+                };
+                // [co, ci, 1, 1]: one copy of the (small) weight, which autodiff undoes.
+                let weight = weight.transpose().reshape([co, ci, 1, 1]);
+                let add = residual.map_or(flex::ConvAdd::None, flex::ConvAdd::Residual);
+                return flex::conv2d(x, weight, bias, geom, add);
+            }
+        }
+    }
+    let y = linear
+        .forward(x.permute([0, 2, 3, 1]))
+        .permute([0, 3, 1, 2]);
+    match residual {
+        Some(r) => y + r,
+        None => y,
+    }
 }
 
 /// `norm.forward(x)`, then SiLU if `silu`, through the fused Flex kernel where it applies.
