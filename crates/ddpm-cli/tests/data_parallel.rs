@@ -247,7 +247,14 @@ fn a_node_that_never_arrives_stops_the_others_with_a_timeout() {
 fn an_orchestrator_whose_port_is_taken_fails_with_the_reason() {
     // Burn 0.21's server only logs a failed bind and returns; `ddpm orchestrator` checks the
     // port first and exits non-zero naming it, instead of a silent clean exit.
-    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    // Taken on the very address the orchestrator asks for.
+    let taken = match std::net::TcpListener::bind("0.0.0.0:0") {
+        Ok(taken) => taken,
+        Err(e) => {
+            eprintln!("skipped: this machine forbids listening on 0.0.0.0 ({e})");
+            return;
+        }
+    };
     let port = taken.local_addr().unwrap().port().to_string();
     let out = Command::new(env!("CARGO_BIN_EXE_ddpm"))
         .args(["orchestrator", "--port", &port])
