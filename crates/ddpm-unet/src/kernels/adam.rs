@@ -123,34 +123,16 @@ mod tests {
         let (b1, b2, eps, lr) = (0.9f64, 0.999f64, 1e-8f64, 2e-4f64);
         let mut p = p0.clone();
         let (mut m, mut v) = (vec![f32::NAN; n], vec![f32::NAN; n]);
-        update(
-            &Coefs::new(&AdamStep {
+        for time in 1..=2 {
+            let step = AdamStep {
                 lr,
                 beta_1: 0.9,
                 beta_2: 0.999,
                 epsilon: 1e-8,
-                time: 1,
-            }),
-            &mut p,
-            &g,
-            &mut m,
-            &mut v,
-            true,
-        );
-        update(
-            &Coefs::new(&AdamStep {
-                lr,
-                beta_1: 0.9,
-                beta_2: 0.999,
-                epsilon: 1e-8,
-                time: 2,
-            }),
-            &mut p,
-            &g,
-            &mut m,
-            &mut v,
-            false,
-        );
+                time,
+            };
+            update(&Coefs::new(&step), &mut p, &g, &mut m, &mut v, time == 1);
+        }
         for i in [0, 1, CHUNK, n - 1] {
             let gi = g[i] as f64;
             let (mut pi, mut mi, mut vi) = (p0[i] as f64, 0.0, 0.0);
