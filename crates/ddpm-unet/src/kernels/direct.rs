@@ -23,8 +23,8 @@
 
 use std::arch::x86_64::{
     __m256, __m512, _mm256_fmadd_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_setzero_ps,
-    _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-    _mm512_storeu_ps,
+    _mm256_storeu_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps,
+    _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
 use rayon::prelude::*;
@@ -237,32 +237,36 @@ unsafe impl Sync for Ptr {}
 /// k-major. Blocks are packed in parallel (this runs before every convolution, and on the
 /// calling thread it kept the pool waiting).
 fn pack_weights(w: &[f32], co: usize, k: usize, mr: usize) -> Vec<f32> {
-    pack_blocks(co, k, mr, |o, kk| w[o * k + kk])
+    pack_blocks(co, k, mr, |o, row| {
+        row.copy_from_slice(&w[o * k..(o + 1) * k])
+    })
 }
 
-/// `a[cb][kk][r] = at(cb·mr + r, kk)` for `cb·mr + r < co` (0 past `co`), `kk < k`, filled
-/// one block per task.
+/// `a[cb][kk][r] = row(cb·mr + r)[kk]` for `cb·mr + r < co` (0 past `co`), `kk < k`, filled
+/// one block per task: `fill(o, row)` writes output `o`'s `k` values contiguously (no index
+/// arithmetic per element), which are then scattered into the block with stride `mr`.
 fn pack_blocks(
     co: usize,
     k: usize,
     mr: usize,
-    at: impl Fn(usize, usize) -> f32 + Sync,
+    fill: impl Fn(usize, &mut [f32]) + Sync,
 ) -> Vec<f32> {
     let blocks = co.div_ceil(mr);
     let mut a = vec![0f32; blocks * k * mr];
     if a.is_empty() {
         return a;
     }
-    a.par_chunks_mut(k * mr)
-        .enumerate()
-        .for_each(|(cb, block)| {
+    a.par_chunks_mut(k * mr).enumerate().for_each_init(
+        || vec![0f32; k],
+        |row, (cb, block)| {
             for r in 0..mr.min(co - cb * mr) {
-                let o = cb * mr + r;
-                for (kk, dst) in block.iter_mut().skip(r).step_by(mr).enumerate() {
-                    *dst = at(o, kk);
+                fill(cb * mr + r, row);
+                for (dst, &v) in block.iter_mut().skip(r).step_by(mr).zip(row.iter()) {
+                    *dst = v;
                 }
             }
-        });
+        },
+    );
     a
 }
 
@@ -548,9 +552,13 @@ pub(crate) fn conv2d_input_grad_with(isa: Isa, g: &ConvGeom, w: &[f32], dy: &[f3
     // W' packed in `mr`-channel blocks of input channels c, k = (o, t) with t = i·kw + j:
     // a[c / mr][o·taps + t][c % mr] = W[o][c][taps − 1 − t].
     let taps = kh * kw;
-    let a = pack_blocks(g.ci, g.co * taps, isa.mr(), |c, kk| {
-        let (o, t) = (kk / taps, kk % taps);
-        w[(o * g.ci + c) * taps + taps - 1 - t]
+    let a = pack_blocks(g.ci, g.co * taps, isa.mr(), |c, row| {
+        for (o, dst) in row.chunks_exact_mut(taps).enumerate() {
+            let src = &w[(o * g.ci + c) * taps..][..taps];
+            for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = v;
+            }
+        }
     });
     let dypad = grid.pad(dy, g.n);
     correlate(isa, &grid, g.n, g.ci, &dypad, &a, None, Add::None)
@@ -602,85 +610,111 @@ pub(crate) fn conv2d_weight_grad_with(isa: Isa, g: &ConvGeom, x: &[f32], dy: &[f
             })
         })
         .collect();
-    let results: Vec<(usize, usize, Vec<f32>)> = items
-        .into_par_iter()
-        .map(|(ob, t0, t1)| {
-            let (xp, dp) = (xp, dp);
-            // 16-lane partial sums of every tile of the item, reduced once at the end.
-            let mut part = vec![0f32; (t1 - t0) * WR * WS * 16];
-            for img0 in (0..g.n).step_by(chunk) {
-                let imgs = chunk.min(g.n - img0);
-                for (t, acc) in (t0..t1).zip(part.chunks_exact_mut(WR * WS * 16)) {
-                    let dyp = dp.0.wrapping_add(img0 * dy_img + ob * WR * qlen);
-                    let xpp = xp.0.wrapping_add(img0 * x_img);
-                    let offs = &koff[t * WS..(t + 1) * WS];
-                    // SAFETY: `isa` is this CPU's (`isa()`); rows `ob·WR + r` of images
-                    // img0.. of the dy grid hold `qlen` floats; `xpad + koff[·]` reads `qlen`
-                    // floats per image inside the plane's slack; `acc` holds WR·WS·16 floats.
-                    unsafe {
-                        match isa {
-                            Isa::Avx512 => dw_tile(
-                                imgs,
-                                qlen,
-                                dyp,
-                                dy_img,
-                                xpp,
-                                x_img,
-                                offs,
-                                acc.as_mut_ptr(),
-                                img0 > 0,
-                            ),
-                            Isa::Avx2 => {
-                                for r0 in (0..WR).step_by(WR_AVX2) {
-                                    dw_tile_avx2(
-                                        imgs,
-                                        qlen,
-                                        dyp.add(r0 * qlen),
-                                        dy_img,
-                                        xpp,
-                                        x_img,
-                                        offs,
-                                        acc.as_mut_ptr().add(r0 * WS * 16),
-                                        img0 > 0,
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-            let sums = part
-                .chunks_exact(16)
-                .map(|lanes| lanes.iter().sum())
-                .collect();
-            (ob, t0, sums)
-        })
-        .collect();
-    // Lay the tiles out as dW[o][k], dropping the padding rows and columns, one output block
-    // per task (`results` is in item order: by block, then by tile).
-    let mut by_block: Vec<Vec<(usize, Vec<f32>)>> = (0..blocks).map(|_| Vec::new()).collect();
-    for (ob, t0, sums) in results {
-        by_block[ob].push((t0, sums));
-    }
+    let passes = g.n.div_ceil(chunk);
+    // Every element of dW is written by exactly one item (its block's rows, its tiles'
+    // columns), in the last pass over the images.
     let mut dw = vec![0f32; g.co * k];
-    dw.par_chunks_mut(WR * k)
-        .zip(by_block)
-        .for_each(|(rows, parts)| {
-            for (t0, sums) in parts {
-                for (ti, tile) in sums.chunks_exact(WR * WS).enumerate() {
-                    for (r, row) in rows.chunks_exact_mut(k).enumerate() {
-                        for s in 0..WS {
-                            let kk = (t0 + ti) * WS + s;
-                            if kk < k {
-                                row[kk] = tile[r * WS + s];
+    let dwp = PtrMut(dw.as_mut_ptr());
+    items.into_par_iter().for_each(|(ob, t0, t1)| {
+        let (xp, dp, dwp) = (xp, dp, dwp);
+        // 16-lane partial sums of every tile of the item between passes over the images;
+        // with one pass, one tile's sums at a time.
+        let mut part = vec![0f32; if passes > 1 { t1 - t0 } else { 1 } * WR * WS * 16];
+        let rows = WR.min(g.co - ob * WR);
+        for img0 in (0..g.n).step_by(chunk) {
+            let imgs = chunk.min(g.n - img0);
+            for t in t0..t1 {
+                let dyp = dp.0.wrapping_add(img0 * dy_img + ob * WR * qlen);
+                let xpp = xp.0.wrapping_add(img0 * x_img);
+                let offs = &koff[t * WS..(t + 1) * WS];
+                let at = if passes > 1 { t - t0 } else { 0 };
+                let acc = &mut part[at * WR * WS * 16..][..WR * WS * 16];
+                // SAFETY: `isa` is this CPU's (`isa()`); rows `ob·WR + r` of images
+                // img0.. of the dy grid hold `qlen` floats; `xpad + koff[·]` reads `qlen`
+                // floats per image inside the plane's slack; `acc` holds WR·WS·16 floats.
+                unsafe {
+                    match isa {
+                        Isa::Avx512 => dw_tile(
+                            imgs,
+                            qlen,
+                            dyp,
+                            dy_img,
+                            xpp,
+                            x_img,
+                            offs,
+                            acc.as_mut_ptr(),
+                            img0 > 0,
+                        ),
+                        Isa::Avx2 => {
+                            for r0 in (0..WR).step_by(WR_AVX2) {
+                                dw_tile_avx2(
+                                    imgs,
+                                    qlen,
+                                    dyp.add(r0 * qlen),
+                                    dy_img,
+                                    xpp,
+                                    x_img,
+                                    offs,
+                                    acc.as_mut_ptr().add(r0 * WS * 16),
+                                    img0 > 0,
+                                );
                             }
                         }
                     }
                 }
+                if img0 + imgs == g.n {
+                    // The lanes' sums go straight to dW, dropping padding rows and columns.
+                    let cols = WS.min(k - t * WS);
+                    for r in 0..rows {
+                        // SAFETY: row `ob·WR + r < co`, columns `t·WS .. t·WS + cols ≤ k`
+                        // of dW, which no other item writes; the buffer outlives the loop.
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(
+                                dwp.0.add((ob * WR + r) * k + t * WS),
+                                cols,
+                            )
+                        };
+                        for (s, d) in dst.iter_mut().enumerate() {
+                            *d = sum_lanes(isa, &acc[(r * WS + s) * 16..][..16]);
+                        }
+                    }
+                }
             }
-        });
+        }
+    });
     dw
 }
+
+/// The sum of a dW kernel's lanes (16 with AVX-512; the AVX2 kernels fill the first 8).
+fn sum_lanes(isa: Isa, lanes: &[f32]) -> f32 {
+    match isa {
+        // SAFETY: `isa` is this CPU's; `lanes` holds 16 floats.
+        Isa::Avx512 => unsafe { sum16(lanes) },
+        Isa::Avx2 => {
+            let l = &lanes[..8];
+            ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]))
+        }
+    }
+}
+
+/// `Σ lanes[0..16]` in one vector reduction.
+///
+/// # Safety
+///
+/// AVX-512F must be available; `lanes` holds at least 16 floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn sum16(lanes: &[f32]) -> f32 {
+    debug_assert!(lanes.len() >= 16);
+    unsafe { _mm512_reduce_add_ps(_mm512_loadu_ps(lanes.as_ptr())) }
+}
+
+/// Mutable pointer wrapper for the dW kernels' disjoint writes (shared across rayon workers).
+#[derive(Clone, Copy)]
+struct PtrMut(*mut f32);
+// SAFETY: every task writes a region of the buffer no other task touches, and the buffer
+// outlives the parallel loop.
+unsafe impl Send for PtrMut {}
+unsafe impl Sync for PtrMut {}
 
 /// `acc[r][s] (+)= Σ_img Σ_{q<qlen} dy[img][r][q] · x[img][koff[s] + q]` in 16 lanes
 /// (`acc` is `[WR][WS][16]`; its old values are kept if `accumulate`).
