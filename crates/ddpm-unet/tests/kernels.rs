@@ -94,7 +94,8 @@ fn norm<B: Backend>(groups: usize, channels: usize) -> GroupNorm<B> {
 /// The conv shapes of the U-Nets: 3×3 same (the direct kernels where the CPU has AVX-512),
 /// 1×1 shortcut, stride-2 down-sampling with DDPM's (0, 0, 1, 1) padding and with symmetric
 /// padding; batch 1 (parallel inside an image) and 3 (batch-parallel), odd sizes, channel
-/// counts off the kernels' blocks and a K = 9·20 split into two blocks; a valid 3×3.
+/// counts off the kernels' blocks and a K = 9·20 split into two blocks; a valid 3×3; a
+/// 128 → 130-channel same 3×3 (the Winograd kernels).
 fn conv_cases() -> Vec<(usize, usize, usize, usize, PaddingConfig2d, [usize; 4])> {
     use PaddingConfig2d::Explicit;
     vec![
@@ -105,6 +106,7 @@ fn conv_cases() -> Vec<(usize, usize, usize, usize, PaddingConfig2d, [usize; 4])
         (6, 4, 1, 1, PaddingConfig2d::Valid, [3, 6, 5, 6]),
         (4, 4, 3, 2, Explicit(0, 0, 1, 1), [2, 4, 8, 8]),
         (4, 6, 3, 2, Explicit(1, 1, 1, 1), [2, 4, 7, 9]),
+        (128, 130, 3, 1, Explicit(1, 1, 1, 1), [2, 128, 9, 8]),
     ]
 }
 

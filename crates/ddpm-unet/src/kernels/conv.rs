@@ -1,7 +1,9 @@
 //! Convolutions on plain `f32` slices (NCHW, contiguous) behind the Flex fast path.
 //!
-//! Stride-1 convolutions larger than 1×1 run the direct kernels of [`super::direct`] where the
-//! CPU has AVX-512 or AVX2 + FMA. Everything else runs im2col + one gemm per image, with a backward that is
+//! 3×3 same convolutions with at least 128 input and output channels run Winograd's
+//! F(2×2, 3×3) ([`super::winograd`]; forward, dx and dW). Other stride-1 convolutions larger
+//! than 1×1 run the direct kernels of [`super::direct`] where the CPU has AVX-512 or AVX2 +
+//! FMA. Everything else runs im2col + one gemm per image, with a backward that is
 //! also two gemms per image: dW += dY·colsᵀ and dcols = Wᵀ·dY followed by col2im (1×1
 //! convolutions skip im2col: the image is the matrix). Burn's generic backward instead
 //! computes dW as a convolution of the batch-swapped input with the batch-swapped output
@@ -188,6 +190,9 @@ pub(crate) fn conv2d_forward(
     bias: &[f32],
     add: Add<'_>,
 ) -> Vec<f32> {
+    if use_winograd(g) {
+        return super::winograd::conv2d_forward(g, x, w, bias, add);
+    }
     #[cfg(target_arch = "x86_64")]
     if use_direct(g) && !gemm_forward_is_faster(g) {
         return super::direct::conv2d_forward(g, x, w, bias, add);
@@ -196,8 +201,8 @@ pub(crate) fn conv2d_forward(
 }
 
 /// Forward convolutions with at least this many input and output channels run through
-/// im2col + gemm even where the direct kernel applies; their gradients still use the direct
-/// kernels. Measured on a Zen 4 (AVX-512) VM, `ddpm bench --preset ddpm-cifar10` (128/256
+/// im2col + gemm even where the direct kernel applies (3×3 same ones run Winograd first,
+/// unless it is switched off); their gradients still use the direct kernels. Measured on a Zen 4 (AVX-512) VM, `ddpm bench --preset ddpm-cifar10` (128/256
 /// channels): forward b8 593–614 ms through gemm against 646–710 ms direct, while the direct
 /// backward keeps the training step faster (train b8 2161 ms direct against 2386 ms all
 /// gemm); on a Zen 3 (AVX2) VM the two forward paths were within 2% (781 vs 792 ms). The
@@ -213,6 +218,12 @@ const GEMM_FORWARD_MIN_CHANNELS: usize = 128;
 #[cfg(target_arch = "x86_64")]
 fn gemm_forward_is_faster(g: &ConvGeom) -> bool {
     g.ci >= GEMM_FORWARD_MIN_CHANNELS && g.co >= GEMM_FORWARD_MIN_CHANNELS
+}
+
+/// Whether the Winograd kernels serve `g` (switched on, 3×3 same convolution, enough
+/// channels).
+fn use_winograd(g: &ConvGeom) -> bool {
+    super::winograd_conv_enabled() && super::winograd::applies(g)
 }
 
 /// Whether the direct kernels serve `g` (switched on, AVX-512 or AVX2, stride 1, …).
@@ -291,6 +302,11 @@ pub(crate) fn conv2d_backward(
     });
     if !need_dx && !need_dw {
         return (None, None, db);
+    }
+    if use_winograd(g) {
+        let dx = need_dx.then(|| super::winograd::conv2d_input_grad(g, w, dy));
+        let dw = need_dw.then(|| super::winograd::conv2d_weight_grad(g, x, dy));
+        return (dx, dw, db);
     }
     #[cfg(target_arch = "x86_64")]
     if use_direct(g) {
@@ -624,6 +640,89 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Winograd F(2×2, 3×3) forward (with each kind of [`Add`]), input and weight gradients against
+    /// the float64 loops, at the same tolerance as the other paths: odd and even sizes (partial
+    /// tiles), 1×1 and 2×2 maps, channel counts below and above the dispatch threshold.
+    #[test]
+    fn winograd_conv_matches_direct_loops() {
+        use super::super::winograd;
+        let cases = [
+            geom(2, 3, 5, [6, 7], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(1, 20, 19, [7, 11], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(3, 4, 2, [1, 1], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(2, 6, 5, [2, 2], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(2, 1, 17, [28, 28], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(2, 128, 130, [5, 4], [3, 3], [1, 1], [1, 1, 1, 1]),
+        ];
+        for g in cases {
+            assert!(winograd::is_same_3x3(&g), "{g:?}");
+            let x = values(g.n * g.image_len(), 1);
+            let wt = values(g.co * g.k(), 2);
+            let b = values(g.co, 3);
+            let dy = values(g.n * g.co * g.p(), 4);
+            let shift = values(g.n * g.co, 5);
+            let res = values(g.n * g.co * g.p(), 6);
+            let plain = conv_naive(&g, &x, &wt, &b);
+            let err = rel_err(
+                &winograd::conv2d_forward(&g, &x, &wt, &b, Add::None),
+                &plain,
+            );
+            assert!(err < 2e-5, "{g:?}: y relative error {err:e}");
+            let want: Vec<f64> = (plain.iter().enumerate())
+                .map(|(i, v)| v + shift[i / g.p()] as f64)
+                .collect();
+            let got = winograd::conv2d_forward(&g, &x, &wt, &b, Add::Shift(&shift));
+            let err = rel_err(&got, &want);
+            assert!(err < 2e-5, "{g:?}: y + shift relative error {err:e}");
+            let want: Vec<f64> = plain.iter().zip(&res).map(|(v, &r)| v + r as f64).collect();
+            let got = winograd::conv2d_forward(&g, &x, &wt, &b, Add::Residual(&res));
+            let err = rel_err(&got, &want);
+            assert!(err < 2e-5, "{g:?}: y + residual relative error {err:e}");
+            let (want_dx, want_dw) = conv_naive_backward(&g, &x, &wt, &dy);
+            let err = rel_err(&winograd::conv2d_input_grad(&g, &wt, &dy), &want_dx);
+            assert!(err < 2e-5, "{g:?}: dx relative error {err:e}");
+            let err = rel_err(&winograd::conv2d_weight_grad(&g, &x, &dy), &want_dw);
+            assert!(err < 2e-5, "{g:?}: dW relative error {err:e}");
+        }
+        // The dispatch takes the Winograd path from 128 channels, and only for same 3×3.
+        assert!(winograd::applies(&cases[5]));
+        assert!(!winograd::applies(&cases[1]));
+        let valid = geom(1, 128, 128, [6, 6], [3, 3], [1, 1], [0, 0, 0, 0]);
+        assert!(!winograd::is_same_3x3(&valid) && !winograd::applies(&valid));
+        let strided = geom(1, 128, 128, [6, 6], [3, 3], [2, 2], [1, 1, 1, 1]);
+        assert!(!winograd::applies(&strided));
+    }
+
+    /// The Winograd kernels' blocking does not follow the pool's size, so their results are
+    /// the same bits with 1 thread as with 3 (bit-exact resume across machines relies on it).
+    #[test]
+    fn winograd_results_do_not_depend_on_the_thread_count() {
+        use super::super::winograd;
+        let g = geom(3, 6, 5, [9, 10], [3, 3], [1, 1], [1, 1, 1, 1]);
+        let x = values(g.n * g.image_len(), 1);
+        let wt = values(g.co * g.k(), 2);
+        let b = values(g.co, 3);
+        let dy = values(g.n * g.co * g.p(), 4);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                (
+                    winograd::conv2d_forward(&g, &x, &wt, &b, Add::None),
+                    winograd::conv2d_input_grad(&g, &wt, &dy),
+                    winograd::conv2d_weight_grad(&g, &x, &dy),
+                )
+            })
+        };
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let (one, three) = (run(1), run(3));
+        assert_eq!(bits(&one.0), bits(&three.0), "y");
+        assert_eq!(bits(&one.1), bits(&three.1), "dx");
+        assert_eq!(bits(&one.2), bits(&three.2), "dW");
     }
 
     fn values(len: usize, seed: u32) -> Vec<f32> {
