@@ -654,7 +654,7 @@ mod tests {
             geom(3, 4, 2, [1, 1], [3, 3], [1, 1], [1, 1, 1, 1]),
             geom(2, 6, 5, [2, 2], [3, 3], [1, 1], [1, 1, 1, 1]),
             geom(2, 1, 17, [28, 28], [3, 3], [1, 1], [1, 1, 1, 1]),
-            geom(2, 128, 130, [5, 4], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(2, 128, 130, [9, 8], [3, 3], [1, 1], [1, 1, 1, 1]),
         ];
         for g in cases {
             assert!(winograd::is_same_3x3(&g), "{g:?}");
@@ -686,9 +686,12 @@ mod tests {
             let err = rel_err(&winograd::conv2d_weight_grad(&g, &x, &dy), &want_dw);
             assert!(err < 2e-5, "{g:?}: dW relative error {err:e}");
         }
-        // The dispatch takes the Winograd path from 128 channels, and only for same 3×3.
+        // The dispatch takes the Winograd path from 128 channels and 32 tiles, and only for
+        // same 3×3.
         assert!(winograd::applies(&cases[5]));
         assert!(!winograd::applies(&cases[1]));
+        let few_tiles = geom(1, 128, 128, [8, 8], [3, 3], [1, 1], [1, 1, 1, 1]);
+        assert!(winograd::is_same_3x3(&few_tiles) && !winograd::applies(&few_tiles));
         let valid = geom(1, 128, 128, [6, 6], [3, 3], [1, 1], [0, 0, 0, 0]);
         assert!(!winograd::is_same_3x3(&valid) && !winograd::applies(&valid));
         let strided = geom(1, 128, 128, [6, 6], [3, 3], [2, 2], [1, 1, 1, 1]);

@@ -100,8 +100,8 @@ static WINOGRAD: AtomicU8 = AtomicU8::new(0);
 
 /// Turns the Winograd F(2×2, 3×3) convolutions on or off for the whole process. They are on
 /// by default (unless `DDPM_WINOGRAD_CONV=0`) and serve 3×3, stride-1, padding-1 convolutions
-/// with at least 128 input and output channels (forward and input gradient) on the fast
-/// path; off, those run the direct kernels or im2col + gemm. Winograd regroups the sums, so
+/// with at least 128 input and output channels and 32 output tiles of 2×2 over the batch
+/// (forward, input and weight gradients) on the fast path; off, those run the direct kernels or im2col + gemm. Winograd regroups the sums, so
 /// its results differ from the direct sum by rounding; switch it off for A/B measurements or
 /// to reproduce the direct sum's bits.
 pub fn set_winograd_conv(enabled: bool) {

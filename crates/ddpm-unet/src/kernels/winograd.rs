@@ -39,11 +39,18 @@ use super::matmul::{View, matmul};
 /// transforms' memory traffic (4× the input and the output) outweighs the saved products.
 pub(crate) const MIN_CHANNELS: usize = 128;
 
-/// Whether `g` is a 3×3, stride-1, padding-1 convolution with an output the size of its input
-/// and at least [`MIN_CHANNELS`] input and output channels.
+/// Whether `g` is a 3×3, stride-1, padding-1 convolution with an output the size of its input,
+/// at least [`MIN_CHANNELS`] input and output channels and [`MIN_TILES`] output tiles.
 pub(crate) fn applies(g: &ConvGeom) -> bool {
-    is_same_3x3(g) && g.ci >= MIN_CHANNELS && g.co >= MIN_CHANNELS
+    let (th, tw) = tiles(g.h, g.w);
+    is_same_3x3(g) && g.ci >= MIN_CHANNELS && g.co >= MIN_CHANNELS && g.n * th * tw >= MIN_TILES
 }
+
+/// Fewest 2×2 tiles (over the batch) for which the Winograd path replaces the others: with
+/// fewer, its blocks' gemms are a few columns wide and re-pack `U` for little work.
+/// `ddpm-cifar10` forward at batch 1 (8×8 and 4×4 maps below it): 111–112 ms with every
+/// map on Winograd, 81–82 ms with this threshold (the training step at batch 8 unchanged).
+const MIN_TILES: usize = 32;
 
 /// Whether `g` is a 3×3, stride-1, padding-1 convolution with an output the size of its input
 /// (any channel counts: what the transforms themselves need).
