@@ -426,9 +426,7 @@ fn grad_tile_row(
             e[k] = row[2 * k];
             o[k] = row.get(2 * k + 1).copied().unwrap_or(0.0);
         }
-        let (c0, rest) = c.split_at_mut(tw);
-        let (c1, rest) = rest.split_at_mut(tw);
-        let (c2, c3) = rest.split_at_mut(tw);
+        let [c0, c1, c2, c3] = four(c, tw, tw);
         for tx in 0..tw {
             c0[tx] = e[tx];
             c1[tx] = e[tx] + o[tx];
@@ -439,9 +437,7 @@ fn grad_tile_row(
     // A (dY Aᵀ): rows y0, y0 + y1, y0 − y1, −y1, for each column j.
     for j in 0..4 {
         let (y0, y1) = (&cols[j * tw..][..tw], &cols[(4 + j) * tw..][..tw]);
-        let (t0, rest) = tile[j * tw..].split_at_mut(4 * tw);
-        let (t1, rest) = rest.split_at_mut(4 * tw);
-        let (t2, t3) = rest.split_at_mut(4 * tw);
+        let [t0, t1, t2, t3] = four(&mut tile[j * tw..], 4 * tw, tw);
         for tx in 0..tw {
             t0[tx] = y0[tx];
             t1[tx] = y0[tx] + y1[tx];
@@ -487,9 +483,7 @@ fn input_tile_row(
         }
         // Patch columns of tile tx: e[tx], o[tx], e[tx + 1], o[tx + 1].
         let (e0, e1, o0, o1) = (&e[..tw], &e[1..], &o[..tw], &o[1..]);
-        let (c0, rest) = c.split_at_mut(tw);
-        let (c1, rest) = rest.split_at_mut(tw);
-        let (c2, c3) = rest.split_at_mut(tw);
+        let [c0, c1, c2, c3] = four(c, tw, tw);
         for (d, (&a, &b)) in c0.iter_mut().zip(e0.iter().zip(e1)) {
             *d = a - b;
         }
@@ -507,9 +501,7 @@ fn input_tile_row(
     for j in 0..4 {
         let r = |i: usize| &cols[(i * 4 + j) * tw..][..tw];
         let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
-        let (t0, rest) = tile[j * tw..].split_at_mut(4 * tw);
-        let (t1, rest) = rest.split_at_mut(4 * tw);
-        let (t2, t3) = rest.split_at_mut(4 * tw);
+        let [t0, t1, t2, t3] = four(&mut tile[j * tw..], 4 * tw, tw);
         for tx in 0..tw {
             t0[tx] = r0[tx] - r2[tx];
             t1[tx] = r1[tx] + r2[tx];
@@ -567,6 +559,15 @@ fn output_tile_row(
             }
         }
     }
+}
+
+/// The four slices of `len` floats at `0, stride, 2·stride, 3·stride` of `s` (`len ≤ stride`):
+/// the rows of one column of a transformed tile row, or the four vectors of one input row.
+fn four(s: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; 4] {
+    let (a, rest) = s.split_at_mut(stride);
+    let (b, rest) = rest.split_at_mut(stride);
+    let (c, d) = rest.split_at_mut(stride);
+    [&mut a[..len], &mut b[..len], &mut c[..len], &mut d[..len]]
 }
 
 /// Pointer wrapper for the transforms' disjoint writes (shared across rayon workers).
