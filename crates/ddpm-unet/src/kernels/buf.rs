@@ -27,6 +27,32 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
     v
 }
 
+/// A buffer's base pointer shared by parallel tasks that write disjoint parts of it (the
+/// kernels' strided or scattered outputs, which `par_chunks_mut` cannot split).
+#[derive(Clone, Copy)]
+pub(crate) struct SharedMut(*mut f32);
+// SAFETY: every task writes a region of the buffer no other task touches, and the buffer
+// outlives the parallel loop (the constructor's caller keeps it alive and unborrowed).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    /// The base of `buf`, which the caller keeps alive and otherwise untouched while tasks
+    /// write through the result.
+    pub(crate) fn new(buf: &mut [f32]) -> Self {
+        Self(buf.as_mut_ptr())
+    }
+
+    /// The pointer `i` floats on (a method, so closures capture the `Sync` wrapper whole).
+    ///
+    /// # Safety
+    ///
+    /// `i` must lie inside the buffer (or one past its end).
+    pub(crate) unsafe fn at(self, i: usize) -> *mut f32 {
+        unsafe { self.0.add(i) }
+    }
+}
+
 /// A copy of `src`, written by the rayon pool when it is large.
 pub(crate) fn copied(src: &[f32]) -> Vec<f32> {
     if src.len() < PAR_MIN {

@@ -614,9 +614,9 @@ pub(crate) fn conv2d_weight_grad_with(isa: Isa, g: &ConvGeom, x: &[f32], dy: &[f
     // Every element of dW is written by exactly one item (its block's rows, its tiles'
     // columns), in the last pass over the images.
     let mut dw = vec![0f32; g.co * k];
-    let dwp = PtrMut(dw.as_mut_ptr());
+    let dwp = super::buf::SharedMut::new(&mut dw);
     items.into_par_iter().for_each(|(ob, t0, t1)| {
-        let (xp, dp, dwp) = (xp, dp, dwp);
+        let (xp, dp) = (xp, dp);
         // 16-lane partial sums of every tile of the item between passes over the images;
         // with one pass, one tile's sums at a time.
         let mut part = vec![0f32; if passes > 1 { t1 - t0 } else { 1 } * WR * WS * 16];
@@ -669,10 +669,7 @@ pub(crate) fn conv2d_weight_grad_with(isa: Isa, g: &ConvGeom, x: &[f32], dy: &[f
                         // SAFETY: row `ob·WR + r < co`, columns `t·WS .. t·WS + cols ≤ k`
                         // of dW, which no other item writes; the buffer outlives the loop.
                         let dst = unsafe {
-                            std::slice::from_raw_parts_mut(
-                                dwp.0.add((ob * WR + r) * k + t * WS),
-                                cols,
-                            )
+                            std::slice::from_raw_parts_mut(dwp.at((ob * WR + r) * k + t * WS), cols)
                         };
                         for (s, d) in dst.iter_mut().enumerate() {
                             *d = sum_lanes(isa, &acc[(r * WS + s) * 16..][..16]);
@@ -707,14 +704,6 @@ unsafe fn sum16(lanes: &[f32]) -> f32 {
     debug_assert!(lanes.len() >= 16);
     unsafe { _mm512_reduce_add_ps(_mm512_loadu_ps(lanes.as_ptr())) }
 }
-
-/// Mutable pointer wrapper for the dW kernels' disjoint writes (shared across rayon workers).
-#[derive(Clone, Copy)]
-struct PtrMut(*mut f32);
-// SAFETY: every task writes a region of the buffer no other task touches, and the buffer
-// outlives the parallel loop.
-unsafe impl Send for PtrMut {}
-unsafe impl Sync for PtrMut {}
 
 /// `acc[r][s] (+)= Σ_img Σ_{q<qlen} dy[img][r][q] · x[img][koff[s] + q]` in 16 lanes
 /// (`acc` is `[WR][WS][16]`; its old values are kept if `accumulate`).

@@ -62,41 +62,62 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
 
-/// 0: not read yet, 1: on, 2: off.
-static FAST: AtomicU8 = AtomicU8::new(0);
+/// A process-wide on/off switch, on by default unless its environment variable is `0` (read
+/// once, at the first question, unless [`Switch::set`] came first).
+struct Switch {
+    /// 0: not read yet, 1: on, 2: off.
+    state: AtomicU8,
+    env: &'static str,
+}
+
+impl Switch {
+    const fn new(env: &'static str) -> Self {
+        Self {
+            state: AtomicU8::new(0),
+            env,
+        }
+    }
+
+    fn set(&self, enabled: bool) {
+        self.state
+            .store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+    }
+
+    fn enabled(&self) -> bool {
+        match self.state.load(Ordering::Relaxed) {
+            1 => true,
+            2 => false,
+            _ => {
+                let on = std::env::var(self.env).map_or(true, |v| v.trim() != "0");
+                self.set(on);
+                on
+            }
+        }
+    }
+}
+
+static FAST: Switch = Switch::new("DDPM_FLEX_KERNELS");
+static DIRECT: Switch = Switch::new("DDPM_DIRECT_CONV");
+static WINOGRAD: Switch = Switch::new("DDPM_WINOGRAD_CONV");
 
 /// Turns the Flex fast kernels on or off for the whole process (they are on by default
 /// unless `DDPM_FLEX_KERNELS=0`). Off means Burn's own ops, on every backend.
 pub fn set_fast_kernels(enabled: bool) {
-    FAST.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+    FAST.set(enabled);
 }
-
-/// 0: not read yet, 1: on, 2: off.
-static DIRECT: AtomicU8 = AtomicU8::new(0);
 
 /// Turns the direct (implicit-GEMM, AVX-512 / AVX2) convolution kernels on or off for the whole
 /// process. They are on by default (unless `DDPM_DIRECT_CONV=0`) and serve stride-1
 /// convolutions larger than 1×1 on CPUs with AVX-512 or AVX2 + FMA; off (or elsewhere) the fast path runs
 /// im2col + gemm. For A/B measurements.
 pub fn set_direct_conv(enabled: bool) {
-    DIRECT.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+    DIRECT.set(enabled);
 }
 
 /// Whether the direct convolution kernels may be used (see [`set_direct_conv`]).
 pub fn direct_conv_enabled() -> bool {
-    match DIRECT.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let on = std::env::var("DDPM_DIRECT_CONV").map_or(true, |v| v.trim() != "0");
-            set_direct_conv(on);
-            on
-        }
-    }
+    DIRECT.enabled()
 }
-
-/// 0: not read yet, 1: on, 2: off.
-static WINOGRAD: AtomicU8 = AtomicU8::new(0);
 
 /// Turns the Winograd F(2×2, 3×3) convolutions on or off for the whole process. They are on
 /// by default (unless `DDPM_WINOGRAD_CONV=0`) and serve 3×3, stride-1, padding-1 convolutions
@@ -105,37 +126,18 @@ static WINOGRAD: AtomicU8 = AtomicU8::new(0);
 /// its results differ from the direct sum by rounding; switch it off for A/B measurements or
 /// to reproduce the direct sum's bits.
 pub fn set_winograd_conv(enabled: bool) {
-    WINOGRAD.store(if enabled { 1 } else { 2 }, Ordering::Relaxed);
+    WINOGRAD.set(enabled);
 }
 
 /// Whether the Winograd convolution kernels may be used (see [`set_winograd_conv`]).
 pub fn winograd_conv_enabled() -> bool {
-    match WINOGRAD.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let on = std::env::var("DDPM_WINOGRAD_CONV").map_or(true, |v| v.trim() != "0");
-            set_winograd_conv(on);
-            on
-        }
-    }
+    WINOGRAD.enabled()
 }
 
 /// Whether [`conv2d`] and [`group_norm`] use the Flex fast kernels where they apply (always
 /// `false` without the crate feature `flex`).
 pub fn fast_kernels_enabled() -> bool {
-    if !cfg!(feature = "flex") {
-        return false;
-    }
-    match FAST.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let on = std::env::var("DDPM_FLEX_KERNELS").map_or(true, |v| v.trim() != "0");
-            set_fast_kernels(on);
-            on
-        }
-    }
+    cfg!(feature = "flex") && FAST.enabled()
 }
 
 /// Whether backend `B` gets the fast kernels (`Flex` or `Autodiff<Flex>`, feature `flex`,

@@ -32,6 +32,7 @@
 use gemm::Parallelism;
 use rayon::prelude::*;
 
+use super::buf::SharedMut;
 use super::conv::{Add, ConvGeom};
 use super::matmul::{View, matmul};
 
@@ -126,7 +127,7 @@ fn transform_weights(
 ) -> Vec<f32> {
     let plane = rows * cols;
     let mut u = vec![0f32; XI * plane];
-    let up = SyncPtr(u.as_mut_ptr());
+    let up = SharedMut::new(&mut u);
     (0..rows).into_par_iter().for_each_init(
         || vec![0f32; (9 + 12) * cols],
         |buf, r| {
@@ -144,17 +145,7 @@ fn transform_weights(
                     &k[(3 + j) * cols..][..cols],
                     &k[(6 + j) * cols..][..cols],
                 );
-                let (g0, rest) = gk[j * cols..].split_at_mut(cols);
-                g0.copy_from_slice(a);
-                let g1 = &mut rest[2 * cols..][..cols];
-                for (((d, &a), &b), &c) in g1.iter_mut().zip(a).zip(b).zip(c) {
-                    *d = 0.5 * (a + b + c);
-                }
-                let g2 = &mut gk[(6 + j) * cols..][..cols];
-                for (((d, &a), &b), &c) in g2.iter_mut().zip(a).zip(b).zip(c) {
-                    *d = 0.5 * (a - b + c);
-                }
-                gk[(9 + j) * cols..][..cols].copy_from_slice(c);
+                apply_g([a, b, c], four(&mut gk[j * cols..], 3 * cols, cols));
             }
             // (G k) Gᵀ: the same combinations of each row's columns, written to u[ξ][r][·].
             for i in 0..4 {
@@ -168,18 +159,24 @@ fn transform_weights(
                 let row = |j: usize| unsafe {
                     std::slice::from_raw_parts_mut(up.at((4 * i + j) * plane + r * cols), cols)
                 };
-                row(0).copy_from_slice(a);
-                for (((d, &a), &b), &c) in row(1).iter_mut().zip(a).zip(b).zip(c) {
-                    *d = 0.5 * (a + b + c);
-                }
-                for (((d, &a), &b), &c) in row(2).iter_mut().zip(a).zip(b).zip(c) {
-                    *d = 0.5 * (a - b + c);
-                }
-                row(3).copy_from_slice(c);
+                apply_g([a, b, c], [row(0), row(1), row(2), row(3)]);
             }
         },
     );
     u
+}
+
+/// `G·[a, b, c]` element-wise: `out = [a, ½(a + b + c), ½(a − b + c), c]` (the rows of G
+/// applied to three vectors of taps).
+fn apply_g([a, b, c]: [&[f32]; 3], [g0, g1, g2, g3]: [&mut [f32]; 4]) {
+    g0.copy_from_slice(a);
+    for (((d, &a), &b), &c) in g1.iter_mut().zip(a).zip(b).zip(c) {
+        *d = 0.5 * (a + b + c);
+    }
+    for (((d, &a), &b), &c) in g2.iter_mut().zip(a).zip(b).zip(c) {
+        *d = 0.5 * (a - b + c);
+    }
+    g3.copy_from_slice(c);
 }
 
 /// Per-task scratch of [`convolve`].
@@ -221,7 +218,7 @@ fn convolve(
         .max(1);
     let blocks = tile_rows.div_ceil(per);
     let mut y = super::buf::zeroed(n * c_out * h * w);
-    let yp = SyncPtr(y.as_mut_ptr());
+    let yp = SharedMut::new(&mut y);
     (0..blocks).into_par_iter().for_each_init(
         || Scratch {
             v: vec![0f32; XI * c_in * per * tw],
@@ -232,17 +229,9 @@ fn convolve(
         |s, b| {
             let (r0, r1) = (b * per, ((b + 1) * per).min(tile_rows));
             let pb = (r1 - r0) * tw;
-            // Input transform: V[ξ][c][k·tw + tx] for tile row k of the block.
-            for c in 0..c_in {
-                for (k, r) in (r0..r1).enumerate() {
-                    let (img, ty) = (r / th, r % th);
-                    let plane = &src[(img * c_in + c) * h * w..][..h * w];
-                    input_tile_row(plane, h, w, ty, tw, &mut s.row, &mut s.tile);
-                    for (xi, t) in s.tile.chunks_exact(tw).enumerate() {
-                        s.v[(xi * c_in + c) * pb + k * tw..][..tw].copy_from_slice(t);
-                    }
-                }
-            }
+            let rows = (r0, r1);
+            let scratch = (&mut s.row[..], &mut s.tile[..]);
+            transform_rows(src, c_in, g, rows, input_tile_row, scratch, &mut s.v);
             for xi in 0..XI {
                 let lhs = View {
                     data: &u[xi * c_out * c_in..][..c_out * c_in],
@@ -280,6 +269,37 @@ fn convolve(
     y
 }
 
+/// The transform `f` (one of [`input_tile_row`], [`grad_tile_row`]) of tile rows `r0..r1`
+/// (over the batch: row r is tile row `r mod th` of image `r / th`) of every channel of `src`
+/// (`[n][channels][h][w]`), as `out[ξ][c][k·tw + tx]` for the block's k-th tile row;
+/// `scratch` is `f`'s row scratch and a `[16][tw]` tile row.
+fn transform_rows(
+    src: &[f32],
+    channels: usize,
+    g: &ConvGeom,
+    (r0, r1): (usize, usize),
+    f: TileRowTransform,
+    (row, tile): (&mut [f32], &mut [f32]),
+    out: &mut [f32],
+) {
+    let (h, w) = (g.h, g.w);
+    let (th, tw) = tiles(h, w);
+    let pb = (r1 - r0) * tw;
+    for c in 0..channels {
+        for (k, r) in (r0..r1).enumerate() {
+            let (img, ty) = (r / th, r % th);
+            let plane = &src[(img * channels + c) * h * w..][..h * w];
+            f(plane, h, w, ty, tw, row, tile);
+            for (xi, t) in tile.chunks_exact(tw).enumerate() {
+                out[(xi * channels + c) * pb + k * tw..][..tw].copy_from_slice(t);
+            }
+        }
+    }
+}
+
+/// A transform of one tile row of a plane: `(plane, h, w, ty, tw, scratch, tile)`.
+type TileRowTransform = fn(&[f32], usize, usize, usize, usize, &mut [f32], &mut [f32]);
+
 /// Weight gradient: `dW[o][c] = Gᵀ (Σ_p dM[o][p] ⊙ V[c][p]) G`, `[co, ci, 3, 3]`, where
 /// `V[c][p] = Bᵀ d B` is tile p's transformed input (as in the forward) and
 /// `dM[o][p] = A dY A ᵀ` its transformed output gradient (the adjoints of `Y = Aᵀ M A`,
@@ -313,23 +333,25 @@ pub(crate) fn conv2d_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32
             for b in (part * blocks / parts)..((part + 1) * blocks / parts) {
                 let (r0, r1) = (b * per, ((b + 1) * per).min(tile_rows));
                 let pb = (r1 - r0) * tw;
-                for (k, r) in (r0..r1).enumerate() {
-                    let (img, ty) = (r / th, r % th);
-                    for c in 0..ci {
-                        let xp = &x[(img * ci + c) * h * w..][..h * w];
-                        input_tile_row(xp, h, w, ty, tw, &mut row, &mut tile);
-                        for (xi, t) in tile.chunks_exact(tw).enumerate() {
-                            v[(xi * ci + c) * pb + k * tw..][..tw].copy_from_slice(t);
-                        }
-                    }
-                    for o in 0..co {
-                        let dp = &dy[(img * co + o) * h * w..][..h * w];
-                        grad_tile_row(dp, h, w, ty, tw, &mut row, &mut tile);
-                        for (xi, t) in tile.chunks_exact(tw).enumerate() {
-                            dm[(xi * co + o) * pb + k * tw..][..tw].copy_from_slice(t);
-                        }
-                    }
-                }
+                let rows = (r0, r1);
+                transform_rows(
+                    x,
+                    ci,
+                    g,
+                    rows,
+                    input_tile_row,
+                    (&mut row, &mut tile),
+                    &mut v,
+                );
+                transform_rows(
+                    dy,
+                    co,
+                    g,
+                    rows,
+                    grad_tile_row,
+                    (&mut row, &mut tile),
+                    &mut dm,
+                );
                 // The 16 gemms in parallel (each ξ's sum still runs over the blocks in order).
                 du.par_chunks_mut(plane).enumerate().for_each(|(xi, dst)| {
                     let lhs = View {
@@ -568,23 +590,4 @@ fn four(s: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; 4] {
     let (b, rest) = rest.split_at_mut(stride);
     let (c, d) = rest.split_at_mut(stride);
     [&mut a[..len], &mut b[..len], &mut c[..len], &mut d[..len]]
-}
-
-/// Pointer wrapper for the transforms' disjoint writes (shared across rayon workers).
-#[derive(Clone, Copy)]
-struct SyncPtr(*mut f32);
-// SAFETY: every task writes a region of the buffer no other task touches, and the buffer
-// outlives the parallel loop.
-unsafe impl Send for SyncPtr {}
-unsafe impl Sync for SyncPtr {}
-
-impl SyncPtr {
-    /// The pointer `i` floats on (a method, so closures capture the `Sync` wrapper whole).
-    ///
-    /// # Safety
-    ///
-    /// `i` must lie inside the buffer (or one past its end).
-    unsafe fn at(self, i: usize) -> *mut f32 {
-        unsafe { self.0.add(i) }
-    }
 }
