@@ -107,6 +107,8 @@ fn conv_cases() -> Vec<(usize, usize, usize, usize, PaddingConfig2d, [usize; 4])
         (4, 4, 3, 2, Explicit(0, 0, 1, 1), [2, 4, 8, 8]),
         (4, 6, 3, 2, Explicit(1, 1, 1, 1), [2, 4, 7, 9]),
         (128, 130, 3, 1, Explicit(1, 1, 1, 1), [2, 128, 9, 8]),
+        // A batch of 16: the direct kernels' batch-innermost grid.
+        (3, 5, 3, 1, Explicit(1, 1, 1, 1), [16, 3, 7, 7]),
     ]
 }
 

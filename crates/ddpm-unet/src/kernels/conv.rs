@@ -195,6 +195,9 @@ pub(crate) fn conv2d_forward(
     }
     #[cfg(target_arch = "x86_64")]
     if use_direct(g) && !gemm_forward_is_faster(g) {
+        if use_batched(g) {
+            return super::batched::conv2d_forward(g, x, w, bias, add);
+        }
         return super::direct::conv2d_forward(g, x, w, bias, add);
     }
     im2col_forward(g, x, w, bias, add)
@@ -230,6 +233,13 @@ fn use_winograd(g: &ConvGeom) -> bool {
 #[cfg(target_arch = "x86_64")]
 fn use_direct(g: &ConvGeom) -> bool {
     super::direct_conv_enabled() && super::direct::applies(g)
+}
+
+/// Whether the direct kernels run on the batch-innermost grid for `g` (switched on, batch a
+/// multiple of 16; the caller has checked [`use_direct`]).
+#[cfg(target_arch = "x86_64")]
+fn use_batched(g: &ConvGeom) -> bool {
+    super::batched_conv_enabled() && super::batched::applies(g)
 }
 
 /// [`conv2d_forward`] through im2col + gemm (any geometry).
@@ -306,6 +316,11 @@ pub(crate) fn conv2d_backward(
     if use_winograd(g) {
         let dx = need_dx.then(|| super::winograd::conv2d_input_grad(g, w, dy));
         let dw = need_dw.then(|| super::winograd::conv2d_weight_grad(g, x, dy));
+        return (dx, dw, db);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if use_direct(g) && use_batched(g) {
+        let (dx, dw) = super::batched::conv2d_grads(g, x, w, dy, need_dx, need_dw);
         return (dx, dw, db);
     }
     #[cfg(target_arch = "x86_64")]
@@ -640,6 +655,94 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The batch-innermost grid: forward (with each kind of [`Add`]), dx and dW against the
+    /// float64 loops for both ISAs, at batches 16 and 32, with asymmetric and no padding,
+    /// a 5×5 kernel, channel counts off the micro-kernels' blocks (3, 5, 9, 17), and maps
+    /// whose runs `ow·n` split into strips of every width (7×7 at n 16: 112 floats).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn batched_conv_matches_direct_loops() {
+        use super::super::{batched, direct};
+        let cases = [
+            geom(16, 3, 5, [7, 7], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(32, 9, 17, [5, 6], [3, 3], [1, 1], [1, 1, 1, 1]),
+            geom(16, 4, 3, [6, 9], [5, 5], [1, 1], [2, 2, 2, 2]),
+            geom(16, 5, 4, [5, 8], [3, 3], [1, 1], [1, 0, 2, 1]),
+            geom(16, 2, 3, [7, 6], [3, 3], [1, 1], [0, 0, 0, 0]),
+        ];
+        for isa in direct::supported() {
+            for g in &cases {
+                assert!(batched::applies(g), "{g:?}");
+                check_conv_impl(
+                    g,
+                    |g, x, w, b| batched::conv2d_forward_with(isa, g, x, w, b, Add::None),
+                    |g, x, w, dy| {
+                        let grads = |dx, dw| batched::conv2d_grads_with(isa, g, x, w, dy, dx, dw);
+                        let (dx, dw) = (grads(true, false).0, grads(false, true).1);
+                        let both = grads(true, true);
+                        assert_eq!((&dx, &dw), (&both.0, &both.1), "{g:?}: alone and together");
+                        (dx.unwrap(), dw.unwrap())
+                    },
+                );
+            }
+            // Forward and dx are the per-image grid's sums in the same order: the same bits.
+            for g in &cases {
+                let (x, wt, b) = (
+                    values(g.n * g.image_len(), 1),
+                    values(g.co * g.k(), 2),
+                    values(g.co, 3),
+                );
+                let dy = values(g.n * g.co * g.p(), 4);
+                assert_eq!(
+                    batched::conv2d_forward_with(isa, g, &x, &wt, &b, Add::None),
+                    direct::conv2d_forward_with(isa, g, &x, &wt, &b, Add::None),
+                    "{g:?}"
+                );
+                assert_eq!(
+                    batched::conv2d_grads_with(isa, g, &x, &wt, &dy, true, false).0,
+                    Some(direct::conv2d_input_grad_with(isa, g, &wt, &dy)),
+                    "{g:?}"
+                );
+            }
+            let g = &cases[1];
+            let (x, wt, b) = (
+                values(g.n * g.image_len(), 1),
+                values(g.co * g.k(), 2),
+                values(g.co, 3),
+            );
+            let (shift, res) = (values(g.n * g.co, 5), values(g.n * g.co * g.p(), 6));
+            let plain = conv_naive(g, &x, &wt, &b);
+            let want: Vec<f64> = plain
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v + shift[i / g.p()] as f64)
+                .collect();
+            let got = batched::conv2d_forward_with(isa, g, &x, &wt, &b, Add::Shift(&shift));
+            assert!(rel_err(&got, &want) < 2e-5, "{isa:?} shift");
+            let want: Vec<f64> = plain.iter().zip(&res).map(|(v, &r)| v + r as f64).collect();
+            let got = batched::conv2d_forward_with(isa, g, &x, &wt, &b, Add::Residual(&res));
+            assert!(rel_err(&got, &want) < 2e-5, "{isa:?} residual");
+        }
+        assert!(!batched::applies(&geom(
+            8,
+            3,
+            5,
+            [7, 7],
+            [3, 3],
+            [1, 1],
+            [1, 1, 1, 1]
+        )));
+        assert!(!batched::applies(&geom(
+            24,
+            3,
+            5,
+            [7, 7],
+            [3, 3],
+            [1, 1],
+            [1, 1, 1, 1]
+        )));
     }
 
     /// Winograd F(2×2, 3×3) forward (with each kind of [`Add`]), input and weight gradients against

@@ -40,8 +40,8 @@ const NT: usize = 16 * NV_MAX;
 /// Largest K block of the forward kernel (K is split into equal blocks no larger): 160 rows
 /// of a 48-position strip are 30 KiB, which stay in L1 while every block of W passes.
 const KC_MAX: usize = 160;
-/// Output channels per dW micro-kernel.
-const WR: usize = 4;
+/// Output channels per dW micro-kernel (dy's channels are padded to a multiple of it).
+pub(crate) const WR: usize = 4;
 /// Rows `(c, i, j)` per dW micro-kernel.
 const WS: usize = 6;
 
@@ -63,7 +63,7 @@ pub(crate) enum Isa {
 
 impl Isa {
     /// f32 lanes per vector.
-    fn lanes(self) -> usize {
+    pub(crate) fn lanes(self) -> usize {
         match self {
             Isa::Avx512 => 16,
             Isa::Avx2 => 8,
@@ -71,7 +71,7 @@ impl Isa {
     }
 
     /// Output channels per forward micro-kernel (the block size of the packed weights).
-    fn mr(self) -> usize {
+    pub(crate) fn mr(self) -> usize {
         match self {
             Isa::Avx512 => MR,
             Isa::Avx2 => MR_AVX2,
@@ -79,7 +79,7 @@ impl Isa {
     }
 
     /// Most vectors of grid positions per forward micro-kernel.
-    fn max_nv(self) -> usize {
+    pub(crate) fn max_nv(self) -> usize {
         match self {
             Isa::Avx512 => NV_MAX,
             Isa::Avx2 => 2,
@@ -118,7 +118,7 @@ pub(crate) fn supported() -> Vec<Isa> {
 }
 
 /// This CPU's [`isa`]; callers have checked [`applies`].
-fn this_isa() -> Isa {
+pub(crate) fn this_isa() -> Isa {
     isa().unwrap_or_else(|| {
         unreachable!("direct kernels called without AVX-512 or AVX2 (see `applies`)")
     })
@@ -236,9 +236,24 @@ unsafe impl Sync for Ptr {}
 /// `a[cb][k][r] = w[cb·mr + r][k]` (0 past `co`): the weights in `mr`-channel blocks,
 /// k-major. Blocks are packed in parallel (this runs before every convolution, and on the
 /// calling thread it kept the pool waiting).
-fn pack_weights(w: &[f32], co: usize, k: usize, mr: usize) -> Vec<f32> {
+pub(crate) fn pack_weights(w: &[f32], co: usize, k: usize, mr: usize) -> Vec<f32> {
     pack_blocks(co, k, mr, |o, row| {
         row.copy_from_slice(&w[o * k..(o + 1) * k])
+    })
+}
+
+/// The weights of the input gradient, `W'[c][o][i][j] = W[o][c][kh − 1 − i][kw − 1 − j]`,
+/// packed in `mr`-channel blocks of input channels c with k = (o, t), t = i·kw + j:
+/// `a[c / mr][o·taps + t][c % mr] = W[o][c][taps − 1 − t]`.
+pub(crate) fn pack_flipped(g: &ConvGeom, w: &[f32], mr: usize) -> Vec<f32> {
+    let taps = g.kh * g.kw;
+    pack_blocks(g.ci, g.co * taps, mr, |c, row| {
+        for (o, dst) in row.chunks_exact_mut(taps).enumerate() {
+            let src = &w[(o * g.ci + c) * taps..][..taps];
+            for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = v;
+            }
+        }
     })
 }
 
@@ -291,7 +306,7 @@ fn correlate(
     let nv = strip_vectors(q, isa.lanes(), isa.max_nv());
     let nt = isa.lanes() * nv;
     let strip_end = q.next_multiple_of(nt);
-    let kc_len = k.div_ceil(k.div_ceil(KC_MAX));
+    let kc_len = k_block(k);
     let blocks = co.div_ceil(mr);
     // Split the output channels of an image into groups when the batch alone cannot keep
     // every thread busy.
@@ -344,25 +359,7 @@ fn correlate(
                         // `koff[k] + img·plane_img + q0 .. + nt`, inside `xpad` by the plane's
                         // slack (nt ≤ NT); `c_tile` holds mr rows of stride `strip_end` from
                         // q0 + nt; `a` holds kc·mr floats of the block from k0.
-                        unsafe {
-                            match isa {
-                                Isa::Avx512 => {
-                                    let tile = match nv {
-                                        1 => fwd_tile::<1>,
-                                        2 => fwd_tile::<2>,
-                                        _ => fwd_tile::<3>,
-                                    };
-                                    tile(kc, ap, kp, bp, cp, strip_end, k0 > 0);
-                                }
-                                Isa::Avx2 => {
-                                    let tile = match nv {
-                                        1 => fwd_tile_avx2::<1>,
-                                        _ => fwd_tile_avx2::<2>,
-                                    };
-                                    tile(kc, ap, kp, bp, cp, strip_end, k0 > 0);
-                                }
-                            }
-                        }
+                        unsafe { fwd_strip(isa, nv, kc, ap, kp, bp, cp, strip_end, k0 > 0) };
                     }
                 }
             }
@@ -394,6 +391,53 @@ fn correlate(
         },
     );
     y
+}
+
+/// The forward micro-kernel of `isa` on a strip of `nv` vectors (1 ≤ nv ≤ `isa.max_nv()`):
+/// `c[r][..] (+)= Σ_{k<kc} a[k][r] · b[koff[k] ..]` for the `mr` rows of one weight block.
+///
+/// # Safety
+///
+/// `isa` must be this CPU's, and the pointers must satisfy [`fwd_tile`]'s (AVX-512) or
+/// [`fwd_tile_avx2`]'s contract for a strip of `nv · isa.lanes()` positions.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn fwd_strip(
+    isa: Isa,
+    nv: usize,
+    kc: usize,
+    a: *const f32,
+    koff: *const usize,
+    b: *const f32,
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        match isa {
+            Isa::Avx512 => {
+                let tile = match nv {
+                    1 => fwd_tile::<1>,
+                    2 => fwd_tile::<2>,
+                    _ => fwd_tile::<3>,
+                };
+                tile(kc, a, koff, b, c, ldc, accumulate);
+            }
+            Isa::Avx2 => {
+                let tile = match nv {
+                    1 => fwd_tile_avx2::<1>,
+                    _ => fwd_tile_avx2::<2>,
+                };
+                tile(kc, a, koff, b, c, ldc, accumulate);
+            }
+        }
+    }
+}
+
+/// Rows of a K block of the forward kernel for a K of `k`: K is split into equal blocks of at
+/// most [`KC_MAX`].
+pub(crate) fn k_block(k: usize) -> usize {
+    k.div_ceil(k.div_ceil(KC_MAX))
 }
 
 /// Vectors of `lanes` floats per strip (at most `max_nv`) for `q` grid positions: the fewest
@@ -549,17 +593,7 @@ pub(crate) fn conv2d_input_grad_with(isa: Isa, g: &ConvGeom, w: &[f32], dy: &[f3
         g.h,
         g.w,
     );
-    // W' packed in `mr`-channel blocks of input channels c, k = (o, t) with t = i·kw + j:
-    // a[c / mr][o·taps + t][c % mr] = W[o][c][taps − 1 − t].
-    let taps = kh * kw;
-    let a = pack_blocks(g.ci, g.co * taps, isa.mr(), |c, row| {
-        for (o, dst) in row.chunks_exact_mut(taps).enumerate() {
-            let src = &w[(o * g.ci + c) * taps..][..taps];
-            for (d, &v) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = v;
-            }
-        }
-    });
+    let a = pack_flipped(g, w, isa.mr());
     let dypad = grid.pad(dy, g.n);
     correlate(isa, &grid, g.n, g.ci, &dypad, &a, None, Add::None)
 }
@@ -573,7 +607,6 @@ pub(crate) fn conv2d_weight_grad(g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32
 pub(crate) fn conv2d_weight_grad_with(isa: Isa, g: &ConvGeom, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let grid = Grid::new(g.ci, g.h, g.w, g.kh, g.kw, g.pt, g.pl, g.oh, g.ow);
     let (oh, ow, wp) = (g.oh, g.ow, grid.wp);
-    let k = g.k();
     let qlen = grid.q().next_multiple_of(16);
     let co_pad = g.co.next_multiple_of(WR);
     // dy on the grid (zero in the extra columns and the padding channels): [n][co_pad][qlen].
@@ -588,98 +621,168 @@ pub(crate) fn conv2d_weight_grad_with(isa: Isa, g: &ConvGeom, x: &[f32], dy: &[f
             }
         });
     let xpad = grid.pad(x, g.n);
-    let mut koff = grid.row_offsets();
-    let k_pad = k.next_multiple_of(WS);
-    koff.resize(k_pad, 0);
-    let (xp, dp) = (Ptr(xpad.as_ptr()), Ptr(dyg.as_ptr()));
-    let (x_img, dy_img) = (grid.c * grid.plane, co_pad * qlen);
-    // Images per pass: a block's WR dy rows for `chunk` images (≤ 16 KiB) stay in L1 while
-    // every tile of the block's row of dW passes over them.
-    let chunk = (4096 / (WR * qlen)).clamp(1, g.n.max(1));
-    // Work items: (output block, range of tiles); blocks alone may be too few for the pool.
-    let blocks = co_pad / WR;
-    let tiles = k_pad / WS;
-    let threads = rayon::current_num_threads().max(1);
-    let parts = (2 * threads).div_ceil(blocks).min(tiles).max(1);
-    let per_part = tiles.div_ceil(parts);
-    let items: Vec<(usize, usize, usize)> = (0..blocks)
-        .flat_map(|ob| {
-            (0..parts).filter_map(move |p| {
-                let t0 = p * per_part;
-                (t0 < tiles).then(|| (ob, t0, (t0 + per_part).min(tiles)))
+    let sums = DwSums {
+        co: g.co,
+        units: g.n,
+        qlen,
+        dy: &dyg,
+        dy_unit: co_pad * qlen,
+        dy_ch: qlen,
+        x: &xpad,
+        x_unit: grid.c * grid.plane,
+        koff: grid.row_offsets(),
+    };
+    sums.run(isa)
+}
+
+/// The weight gradient as sums of products of contiguous runs: `dW[o][k] = Σ_u Σ_{q<qlen}
+/// dy[u·dy_unit + o·dy_ch + q] · x[u·x_unit + koff[k] + q]` over `units` units (the images of
+/// [`conv2d_weight_grad`]'s grids, or the output rows of a batch-innermost grid), for `co`
+/// output channels and K = `koff.len()` rows `(c, i, j)`.
+pub(crate) struct DwSums<'a> {
+    /// Output channels (rows of dW).
+    pub(crate) co: usize,
+    /// Units summed over.
+    pub(crate) units: usize,
+    /// Products per unit and (o, k): a multiple of 16 (and the length of every run).
+    pub(crate) qlen: usize,
+    /// dy, holding `co` rounded up to [`WR`] channels (the extra ones zero) per unit.
+    pub(crate) dy: &'a [f32],
+    /// Floats from one unit of `dy` to the next.
+    pub(crate) dy_unit: usize,
+    /// Floats from one output channel of `dy` to the next.
+    pub(crate) dy_ch: usize,
+    /// The input runs.
+    pub(crate) x: &'a [f32],
+    /// Floats from one unit of `x` to the next.
+    pub(crate) x_unit: usize,
+    /// Offset of row k's run from a unit's start in `x`.
+    pub(crate) koff: Vec<usize>,
+}
+
+impl DwSums<'_> {
+    /// `dW`, `[co][K]`, with the micro-kernels of `isa` (this CPU's).
+    pub(crate) fn run(mut self, isa: Isa) -> Vec<f32> {
+        let (co, qlen) = (self.co, self.qlen);
+        let k = self.koff.len();
+        let k_pad = k.next_multiple_of(WS);
+        self.koff.resize(k_pad, 0);
+        let koff = &self.koff;
+        let co_pad = co.next_multiple_of(WR);
+        // Every run read below lies inside its buffer (checked here, once, for the unsafe
+        // pointer arithmetic of the micro-kernels).
+        if self.units > 0 && co > 0 {
+            let last = (self.units - 1) * self.dy_unit + (co_pad - 1) * self.dy_ch + qlen;
+            assert!(last <= self.dy.len(), "dW sums: dy too short");
+            let reach = koff.iter().max().copied().unwrap_or(0) + qlen;
+            assert!(
+                (self.units - 1) * self.x_unit + reach <= self.x.len(),
+                "dW sums: x too short"
+            );
+        }
+        assert_eq!(qlen % 16, 0, "dW sums: runs of {qlen} floats");
+        let (xp, dp) = (Ptr(self.x.as_ptr()), Ptr(self.dy.as_ptr()));
+        let (x_unit, dy_unit, dy_ch) = (self.x_unit, self.dy_unit, self.dy_ch);
+        // Units per pass: a block's WR dy rows for `chunk` units (≤ 16 KiB) stay in L1 while
+        // every tile of the block's row of dW passes over them.
+        let units = self.units;
+        let chunk = (4096 / (WR * qlen)).clamp(1, units.max(1));
+        // Work items: (output block, range of tiles); blocks alone may be too few for the pool.
+        let blocks = co_pad / WR;
+        let tiles = k_pad / WS;
+        let threads = rayon::current_num_threads().max(1);
+        let parts = (2 * threads).div_ceil(blocks).min(tiles).max(1);
+        let per_part = tiles.div_ceil(parts);
+        let items: Vec<(usize, usize, usize)> = (0..blocks)
+            .flat_map(|ob| {
+                (0..parts).filter_map(move |p| {
+                    let t0 = p * per_part;
+                    (t0 < tiles).then(|| (ob, t0, (t0 + per_part).min(tiles)))
+                })
             })
-        })
-        .collect();
-    let passes = g.n.div_ceil(chunk);
-    // Every element of dW is written by exactly one item (its block's rows, its tiles'
-    // columns), in the last pass over the images.
-    let mut dw = vec![0f32; g.co * k];
-    let dwp = super::buf::SharedMut::new(&mut dw);
-    items.into_par_iter().for_each(|(ob, t0, t1)| {
-        let (xp, dp) = (xp, dp);
-        // 16-lane partial sums of every tile of the item between passes over the images;
-        // with one pass, one tile's sums at a time.
-        let mut part = vec![0f32; if passes > 1 { t1 - t0 } else { 1 } * WR * WS * 16];
-        let rows = WR.min(g.co - ob * WR);
-        for img0 in (0..g.n).step_by(chunk) {
-            let imgs = chunk.min(g.n - img0);
-            for t in t0..t1 {
-                let dyp = dp.0.wrapping_add(img0 * dy_img + ob * WR * qlen);
-                let xpp = xp.0.wrapping_add(img0 * x_img);
-                let offs = &koff[t * WS..(t + 1) * WS];
-                let at = if passes > 1 { t - t0 } else { 0 };
-                let acc = &mut part[at * WR * WS * 16..][..WR * WS * 16];
-                // SAFETY: `isa` is this CPU's (`isa()`); rows `ob·WR + r` of images
-                // img0.. of the dy grid hold `qlen` floats; `xpad + koff[·]` reads `qlen`
-                // floats per image inside the plane's slack; `acc` holds WR·WS·16 floats.
-                unsafe {
-                    match isa {
-                        Isa::Avx512 => dw_tile(
-                            imgs,
-                            qlen,
-                            dyp,
-                            dy_img,
-                            xpp,
-                            x_img,
-                            offs,
-                            acc.as_mut_ptr(),
-                            img0 > 0,
-                        ),
-                        Isa::Avx2 => {
-                            for r0 in (0..WR).step_by(WR_AVX2) {
-                                dw_tile_avx2(
-                                    imgs,
-                                    qlen,
-                                    dyp.add(r0 * qlen),
-                                    dy_img,
-                                    xpp,
-                                    x_img,
-                                    offs,
-                                    acc.as_mut_ptr().add(r0 * WS * 16),
-                                    img0 > 0,
-                                );
+            .collect();
+        let passes = units.div_ceil(chunk);
+        // Every element of dW is written by exactly one item (its block's rows, its tiles'
+        // columns), in the last pass over the units.
+        let mut dw = vec![0f32; co * k];
+        if units == 0 {
+            return dw;
+        }
+        let dwp = super::buf::SharedMut::new(&mut dw);
+        items.into_par_iter().for_each(|(ob, t0, t1)| {
+            let (xp, dp) = (xp, dp);
+            // 16-lane partial sums of every tile of the item between passes over the units;
+            // with one pass, one tile's sums at a time.
+            let mut part = vec![0f32; if passes > 1 { t1 - t0 } else { 1 } * WR * WS * 16];
+            let rows = WR.min(co - ob * WR);
+            for u0 in (0..units).step_by(chunk) {
+                let us = chunk.min(units - u0);
+                for t in t0..t1 {
+                    let dyp = dp.0.wrapping_add(u0 * dy_unit + ob * WR * dy_ch);
+                    let xpp = xp.0.wrapping_add(u0 * x_unit);
+                    let offs = &koff[t * WS..(t + 1) * WS];
+                    let at = if passes > 1 { t - t0 } else { 0 };
+                    let acc = &mut part[at * WR * WS * 16..][..WR * WS * 16];
+                    let lay = Runs {
+                        n: us,
+                        qlen,
+                        dy_unit,
+                        dy_ch,
+                        x_unit,
+                    };
+                    // SAFETY: `isa` is this CPU's (`isa()`); rows `ob·WR + r` of units u0..
+                    // of dy hold `qlen` floats and `x + koff[·]` `qlen` floats per unit (both
+                    // checked above); `acc` holds WR·WS·16 floats.
+                    unsafe {
+                        match isa {
+                            Isa::Avx512 => dw_tile(lay, dyp, xpp, offs, acc.as_mut_ptr(), u0 > 0),
+                            Isa::Avx2 => {
+                                for r0 in (0..WR).step_by(WR_AVX2) {
+                                    dw_tile_avx2(
+                                        lay,
+                                        dyp.add(r0 * dy_ch),
+                                        xpp,
+                                        offs,
+                                        acc.as_mut_ptr().add(r0 * WS * 16),
+                                        u0 > 0,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                    if u0 + us == units {
+                        // The lanes' sums go straight to dW, dropping padding rows and columns.
+                        let cols = WS.min(k - t * WS);
+                        for r in 0..rows {
+                            // SAFETY: row `ob·WR + r < co`, columns `t·WS .. t·WS + cols ≤ k`
+                            // of dW, which no other item writes; the buffer outlives the loop.
+                            let dst = unsafe {
+                                std::slice::from_raw_parts_mut(
+                                    dwp.at((ob * WR + r) * k + t * WS),
+                                    cols,
+                                )
+                            };
+                            for (s, d) in dst.iter_mut().enumerate() {
+                                *d = sum_lanes(isa, &acc[(r * WS + s) * 16..][..16]);
                             }
                         }
                     }
                 }
-                if img0 + imgs == g.n {
-                    // The lanes' sums go straight to dW, dropping padding rows and columns.
-                    let cols = WS.min(k - t * WS);
-                    for r in 0..rows {
-                        // SAFETY: row `ob·WR + r < co`, columns `t·WS .. t·WS + cols ≤ k`
-                        // of dW, which no other item writes; the buffer outlives the loop.
-                        let dst = unsafe {
-                            std::slice::from_raw_parts_mut(dwp.at((ob * WR + r) * k + t * WS), cols)
-                        };
-                        for (s, d) in dst.iter_mut().enumerate() {
-                            *d = sum_lanes(isa, &acc[(r * WS + s) * 16..][..16]);
-                        }
-                    }
-                }
             }
-        }
-    });
-    dw
+        });
+        dw
+    }
+}
+
+/// The strides of one dW micro-kernel call: `n` units of `qlen` products, unit strides
+/// `dy_unit` and `x_unit`, output-channel stride `dy_ch` in dy.
+#[derive(Clone, Copy)]
+struct Runs {
+    n: usize,
+    qlen: usize,
+    dy_unit: usize,
+    dy_ch: usize,
+    x_unit: usize,
 }
 
 /// The sum of a dW kernel's lanes (16 with AVX-512; the AVX2 kernels fill the first 8).
@@ -710,22 +813,26 @@ unsafe fn sum16(lanes: &[f32]) -> f32 {
 ///
 /// # Safety
 ///
-/// AVX-512F must be available; for every `img < n`, `dy + img·dy_img + r·qlen` holds `qlen`
+/// AVX-512F must be available; for every `img < n`, `dy + img·dy_img + r·dy_ch` holds `qlen`
 /// floats for r < WR and `x + img·x_img + koff[s]` `qlen` floats for s < WS; `qlen` is a
 /// multiple of 16; `acc` holds `WR·WS·16` floats.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
 unsafe fn dw_tile(
-    n: usize,
-    qlen: usize,
+    lay: Runs,
     dy: *const f32,
-    dy_img: usize,
     x: *const f32,
-    x_img: usize,
     koff: &[usize],
     acc_out: *mut f32,
     accumulate: bool,
 ) {
+    let Runs {
+        n,
+        qlen,
+        dy_unit: dy_img,
+        dy_ch,
+        x_unit: x_img,
+    } = lay;
     unsafe {
         let mut acc: [[__m512; WS]; WR] = [[_mm512_setzero_ps(); WS]; WR];
         if accumulate {
@@ -741,7 +848,7 @@ unsafe fn dw_tile(
             let xb = x.add(img * x_img);
             for q in (0..qlen).step_by(16) {
                 let dv: [__m512; WR] =
-                    std::array::from_fn(|r| _mm512_loadu_ps(d.add(r * qlen + q)));
+                    std::array::from_fn(|r| _mm512_loadu_ps(d.add(r * dy_ch + q)));
                 for s in 0..WS {
                     let xv = _mm512_loadu_ps(xb.add(off[s] + q));
                     for r in 0..WR {
@@ -764,22 +871,26 @@ unsafe fn dw_tile(
 ///
 /// # Safety
 ///
-/// AVX2 and FMA must be available; for every `img < n`, `dy + img·dy_img + r·qlen` holds `qlen`
+/// AVX2 and FMA must be available; for every `img < n`, `dy + img·dy_img + r·dy_ch` holds `qlen`
 /// floats for r < 2 and `x + img·x_img + koff[s]` `qlen` floats for s < WS; `qlen` is a
 /// multiple of 8; `acc` holds `2·WS·16` floats.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn dw_tile_avx2(
-    n: usize,
-    qlen: usize,
+    lay: Runs,
     dy: *const f32,
-    dy_img: usize,
     x: *const f32,
-    x_img: usize,
     koff: &[usize],
     acc_out: *mut f32,
     accumulate: bool,
 ) {
+    let Runs {
+        n,
+        qlen,
+        dy_unit: dy_img,
+        dy_ch,
+        x_unit: x_img,
+    } = lay;
     unsafe {
         let mut acc: [[__m256; WS]; WR_AVX2] = [[_mm256_setzero_ps(); WS]; WR_AVX2];
         if accumulate {
@@ -795,7 +906,7 @@ unsafe fn dw_tile_avx2(
             let xb = x.add(img * x_img);
             for q in (0..qlen).step_by(8) {
                 let dv: [__m256; WR_AVX2] =
-                    std::array::from_fn(|r| _mm256_loadu_ps(d.add(r * qlen + q)));
+                    std::array::from_fn(|r| _mm256_loadu_ps(d.add(r * dy_ch + q)));
                 for s in 0..WS {
                     let xv = _mm256_loadu_ps(xb.add(off[s] + q));
                     for r in 0..WR_AVX2 {

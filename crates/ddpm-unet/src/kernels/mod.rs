@@ -10,7 +10,9 @@
 //!   (2.25× fewer products; forward, dx and dW as 16 gemms each between vectorised
 //!   transforms; [`set_winograd_conv`] switches it off);
 //! - other stride-1 convolutions as an implicit GEMM over zero-padded planes with AVX-512 or
-//!   AVX2 + FMA micro-kernels (forward, dx and dW; no im2col), where the CPU has either; other
+//!   AVX2 + FMA micro-kernels (forward, dx and dW; no im2col), where the CPU has either, on a
+//!   grid with the batch innermost when the batch is a multiple of 16 (no padding columns
+//!   computed; [`set_batched_conv`]); other
 //!   convolutions (and other CPUs) as im2col + gemm with a two-gemm backward (Burn's generic
 //!   backward computes the weight gradient as a convolution of batch-swapped tensors);
 //! - GroupNorm with the SiLU fused in, two passes forward and two backward (Burn's version is
@@ -33,6 +35,8 @@
 mod adam;
 #[cfg(feature = "flex")]
 mod attention;
+#[cfg(all(feature = "flex", target_arch = "x86_64"))]
+mod batched;
 #[cfg(feature = "flex")]
 mod buf;
 #[cfg(feature = "flex")]
@@ -99,6 +103,7 @@ impl Switch {
 static FAST: Switch = Switch::new("DDPM_FLEX_KERNELS");
 static DIRECT: Switch = Switch::new("DDPM_DIRECT_CONV");
 static WINOGRAD: Switch = Switch::new("DDPM_WINOGRAD_CONV");
+static BATCHED: Switch = Switch::new("DDPM_BATCHED_CONV");
 
 /// Turns the Flex fast kernels on or off for the whole process (they are on by default
 /// unless `DDPM_FLEX_KERNELS=0`). Off means Burn's own ops, on every backend.
@@ -132,6 +137,23 @@ pub fn set_winograd_conv(enabled: bool) {
 /// Whether the Winograd convolution kernels may be used (see [`set_winograd_conv`]).
 pub fn winograd_conv_enabled() -> bool {
     WINOGRAD.enabled()
+}
+
+/// Turns the batch-innermost layout of the direct convolutions on or off for the whole
+/// process. It is on by default (unless `DDPM_BATCHED_CONV=0`) and serves the direct kernels'
+/// convolutions whose batch is a multiple of 16: the same micro-kernels run on a grid with
+/// the images innermost, which computes no padding columns (a 7×7 map's 49 positions per
+/// image instead of 64). Forward and input gradient are the same sums in the same order as on
+/// the per-image grid (the same bits); the weight gradient's partial sums are grouped
+/// differently (rounding differs). Off, those convolutions run on the per-image grid. For A/B
+/// measurements.
+pub fn set_batched_conv(enabled: bool) {
+    BATCHED.set(enabled);
+}
+
+/// Whether the batch-innermost direct convolutions may be used (see [`set_batched_conv`]).
+pub fn batched_conv_enabled() -> bool {
+    BATCHED.enabled()
 }
 
 /// Whether [`conv2d`] and [`group_norm`] use the Flex fast kernels where they apply (always
