@@ -16,6 +16,8 @@
 //! adds the bias. The weight gradient sums over output rows instead of images
 //! ([`super::direct::DwSums`]) with dy transposed to `[co][oh][ow][n]`.
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv::{Add, ConvGeom};
@@ -26,10 +28,10 @@ use super::direct::{self, DwSums, Isa};
 /// `n` is a multiple of 16.
 pub(crate) const BATCH_MULTIPLE: usize = 16;
 
-/// Whether the batch-innermost kernels serve `g`: the direct kernels do, and the batch is a
-/// non-zero multiple of [`BATCH_MULTIPLE`].
+/// Whether the batch-innermost kernels serve `g`: the direct kernels do, both channel counts
+/// are non-zero and the batch is a non-zero multiple of [`BATCH_MULTIPLE`].
 pub(crate) fn applies(g: &ConvGeom) -> bool {
-    g.n > 0 && g.n.is_multiple_of(BATCH_MULTIPLE) && direct::applies(g)
+    g.n > 0 && g.n.is_multiple_of(BATCH_MULTIPLE) && g.ci > 0 && g.co > 0 && direct::applies(g)
 }
 
 /// The zero-padded grid `[c][hp][wp][n]` of `c` channels of `n` images `h×w`, padded by
@@ -96,37 +98,53 @@ impl Grid {
         off
     }
 
-    /// `x` (`[n][c][h][w]`) transposed into the zeroed grid, with `c_alloc ≥ c` channels (the
-    /// extra ones zero). Parallel over channels; each channel's input row `iy` of the `n`
-    /// images (an `n × w` matrix with row stride `c·h·w`) is transposed into its grid run.
+    /// `x` (`[n][c][h][w]`) transposed into the grid, with `c_alloc ≥ c` channels (the extra
+    /// ones zero). Parallel over channels; each channel's padding is zeroed and its input row
+    /// `iy` of the `n` images (an `n × w` matrix with row stride `c·h·w`) transposed into its
+    /// grid run, so every float is written once.
     fn fill(&self, x: &[f32], c_alloc: usize) -> Vec<f32> {
         let plane = self.plane();
-        let mut out = super::buf::zeroed(c_alloc * plane);
+        let mut out = super::buf::uninit(c_alloc * plane);
         let (n, c, h, w) = (self.n, self.c, self.h, self.w);
+        let (pt, pl, wp) = (self.pt, self.pl, self.wp);
         assert!(x.len() >= n * c * h * w, "batched grid: input too short");
         assert_eq!(n % 8, 0, "batched grid: batch {n} not a multiple of 8");
-        out.par_chunks_mut(plane)
-            .take(c)
-            .enumerate()
-            .for_each(|(ch, dst)| {
-                // Eight images at a time, so the reads are eight sequential streams (the
-                // channel's grid, written in 32-byte pieces, stays in cache).
-                for img0 in (0..n).step_by(8) {
-                    let imgs = (n - img0).min(8);
-                    for iy in 0..h {
-                        let at = ((iy + self.pt) * self.wp + self.pl) * n + img0;
-                        let src = &x[((img0 * c + ch) * h + iy) * w..];
-                        // SAFETY: rows `i < imgs` of the source start at `i·c·h·w` within
-                        // `src` (x holds n·c·h·w floats) and hold `w` floats; destination row
-                        // `ix < w` starts at `at + ix·n`, with room for 8 floats (img0 + 8 ≤ n,
-                        // n a multiple of 8) inside the channel's grid.
-                        unsafe {
-                            transpose(src.as_ptr(), c * h * w, dst[at..].as_mut_ptr(), n, imgs, w)
-                        };
-                    }
+        let zero = |d: &mut [MaybeUninit<f32>]| d.fill(MaybeUninit::new(0.0));
+        out.par_chunks_mut(plane).enumerate().for_each(|(ch, dst)| {
+            if ch >= c {
+                zero(dst);
+                return;
+            }
+            // The padding: rows above and below the image, columns left and right of it.
+            zero(&mut dst[..pt * wp * n]);
+            for iy in 0..h {
+                let row = (iy + pt) * wp * n;
+                zero(&mut dst[row..row + pl * n]);
+                zero(&mut dst[row + (pl + w) * n..row + wp * n]);
+            }
+            zero(&mut dst[(pt + h) * wp * n..]);
+            // The image: eight images at a time, so the reads are eight sequential
+            // streams (the channel's grid, written in 32-byte pieces, stays in cache).
+            for img0 in (0..n).step_by(8) {
+                for iy in 0..h {
+                    let at = ((iy + pt) * wp + pl) * n + img0;
+                    let src = &x[((img0 * c + ch) * h + iy) * w..];
+                    // SAFETY: rows `i < 8` of the source start at `i·c·h·w` within `src`
+                    // (x holds n·c·h·w floats, img0 + 8 ≤ n) and hold `w` floats;
+                    // destination row `ix < w` starts at `at + ix·n`, with room for 8
+                    // floats inside the channel's grid.
+                    unsafe {
+                        let dst = dst[at..].as_mut_ptr().cast();
+                        transpose(src.as_ptr(), c * h * w, dst, n, 8, w)
+                    };
                 }
-            });
-        out
+            }
+        });
+        // SAFETY: in each channel below `c` the padding rows and columns were zeroed and every
+        // interior position (iy, ix) got the floats of all `n` images (blocks of 8 images,
+        // n a multiple of 8), which covers the plane (`hp·wp·n` floats); the other channels
+        // were zeroed.
+        unsafe { super::buf::assume_init(out) }
     }
 }
 
@@ -258,9 +276,9 @@ fn correlate(
     let groups = (2 * threads).div_ceil(oh).clamp(1, blocks.max(1));
     let per_group = blocks.div_ceil(groups);
     let group_len = per_group * mr;
-    let mut y = super::buf::zeroed(n * co * oh * ow);
-    if y.is_empty() || k == 0 {
-        return y;
+    let mut y = super::buf::uninit(n * co * oh * ow);
+    if y.is_empty() {
+        return Vec::new();
     }
     // The strips' reads end inside the grid: a row's run ends `(kw − 1)·n` floats before its
     // grid row does and the last row's taps reach row `oh − 1 + kh − 1 = hp − 1`.
@@ -277,7 +295,7 @@ fn correlate(
         .flat_map(|oy| (0..groups).map(move |gi| (oy, gi)))
         .filter(|&(_, gi)| gi * per_group < blocks)
         .collect();
-    let yp = super::buf::SharedMut::new(&mut y);
+    let yp = super::buf::SharedMut::new_uninit(&mut y);
     items.into_par_iter().for_each_init(
         || {
             (
@@ -332,16 +350,17 @@ fn correlate(
                     let b = bias.map_or(0.0, |b| add.offset(b, co, img, o));
                     // SAFETY: row `oy` of channel `o` of image `img`, written by this item
                     // only (items own distinct (oy, o)); `y` outlives the loop.
-                    let dst = unsafe { std::slice::from_raw_parts_mut(yp.at(at), ow) };
+                    let dst: &mut [MaybeUninit<f32>] =
+                        unsafe { std::slice::from_raw_parts_mut(yp.at(at).cast(), ow) };
                     match add {
                         Add::Residual(r) => {
                             for ((d, &s), &r) in dst.iter_mut().zip(t).zip(&r[at..at + ow]) {
-                                *d = s + b + r;
+                                d.write(s + b + r);
                             }
                         }
                         _ => {
                             for (d, &s) in dst.iter_mut().zip(t) {
-                                *d = s + b;
+                                d.write(s + b);
                             }
                         }
                     }
@@ -349,7 +368,9 @@ fn correlate(
             }
         },
     );
-    y
+    // SAFETY: the items own every (oy, o) pair (all rows, all channel blocks below `co`), and
+    // each wrote its rows of every image in full (`ow` floats each).
+    unsafe { super::buf::assume_init(y) }
 }
 
 /// Stride-1 convolution forward with bias (and `add`), `[n, co, oh, ow]`.

@@ -27,6 +27,8 @@ use std::arch::x86_64::{
     _mm512_setzero_ps, _mm512_storeu_ps,
 };
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::conv::{Add, ConvGeom};
@@ -319,18 +321,18 @@ fn correlate(
     let per_group = blocks.div_ceil(groups);
     let group_len = per_group * mr;
     let img_out = co * oh * ow;
-    let mut y = super::buf::zeroed(n * img_out);
+    let mut y = super::buf::uninit(n * img_out);
     if y.is_empty() {
-        return y;
+        return Vec::new();
     }
     let items: Vec<(usize, usize)> = (0..n)
         .flat_map(|img| (0..groups).map(move |gi| (img, gi)))
         .filter(|&(_, gi)| gi * per_group < blocks)
         .collect();
     // Each work item owns the contiguous output channels [o0, o1) of one image.
-    let mut slices: Vec<(usize, usize, &mut [f32])> = Vec::with_capacity(items.len());
+    let mut slices: Vec<(usize, usize, &mut [MaybeUninit<f32>])> = Vec::with_capacity(items.len());
     {
-        let mut rest: &mut [f32] = &mut y;
+        let mut rest: &mut [MaybeUninit<f32>] = &mut y;
         for &(img, gi) in &items {
             let o0 = gi * group_len;
             let o1 = (o0 + group_len).min(co);
@@ -377,12 +379,12 @@ fn correlate(
                     match res {
                         Some(r) => {
                             for ((d, &s), &r) in row.iter_mut().zip(s).zip(&r[oy * ow..]) {
-                                *d = s + b + r;
+                                d.write(s + b + r);
                             }
                         }
                         None => {
                             for (d, &s) in row.iter_mut().zip(s) {
-                                *d = s + b;
+                                d.write(s + b);
                             }
                         }
                     }
@@ -390,7 +392,9 @@ fn correlate(
             }
         },
     );
-    y
+    // SAFETY: the items' slices partition `y`, and each item wrote every row of each of its
+    // channels (`ow` floats per output row).
+    unsafe { super::buf::assume_init(y) }
 }
 
 /// The forward micro-kernel of `isa` on a strip of `nv` vectors (1 ≤ nv ≤ `isa.max_nv()`):

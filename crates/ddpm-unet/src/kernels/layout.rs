@@ -5,17 +5,23 @@ use rayon::prelude::*;
 
 /// `[a[0], b[0], a[1], b[1], …]` for `n` images of `len_a` and `len_b` elements.
 pub(crate) fn cat_channels(a: &[f32], b: &[f32], n: usize, len_a: usize, len_b: usize) -> Vec<f32> {
-    let mut y = super::buf::zeroed(n * (len_a + len_b));
+    let mut y = super::buf::uninit(n * (len_a + len_b));
     if y.is_empty() {
-        return y;
+        return Vec::new();
     }
     y.par_chunks_mut(len_a + len_b)
         .enumerate()
         .for_each(|(i, out)| {
-            out[..len_a].copy_from_slice(&a[i * len_a..][..len_a]);
-            out[len_a..].copy_from_slice(&b[i * len_b..][..len_b]);
+            let (out_a, out_b) = out.split_at_mut(len_a);
+            for (d, &v) in out_a.iter_mut().zip(&a[i * len_a..][..len_a]) {
+                d.write(v);
+            }
+            for (d, &v) in out_b.iter_mut().zip(&b[i * len_b..][..len_b]) {
+                d.write(v);
+            }
         });
-    y
+    // SAFETY: the chunks partition `y` and each was written in full (a's part, then b's).
+    unsafe { super::buf::assume_init(y) }
 }
 
 /// The adjoint of [`cat_channels`]: `(da, db)` from the concatenation's gradient.

@@ -7,6 +7,8 @@
 //!
 //! Groups of a batch are processed in parallel (rayon).
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::simd::{self, sigmoid};
@@ -61,7 +63,7 @@ simd::multiversion! {
         g: &NormGeom,
         group: usize,
         xb: &[f32],
-        yb: &mut [f32],
+        yb: &mut [MaybeUninit<f32>],
         gamma: &[f32],
         beta: &[f32],
     ) -> (f32, f32) {
@@ -79,11 +81,11 @@ simd::multiversion! {
             if g.silu {
                 for (o, &v) in yr.iter_mut().zip(xr) {
                     let z = v * scale + shift;
-                    *o = z * sigmoid(z);
+                    o.write(z * sigmoid(z));
                 }
             } else {
                 for (o, &v) in yr.iter_mut().zip(xr) {
-                    *o = v * scale + shift;
+                    o.write(v * scale + shift);
                 }
             }
         }
@@ -101,11 +103,11 @@ pub(crate) fn group_norm_forward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = g.group_len();
     let blocks = g.n * g.groups;
-    let mut y = super::buf::zeroed(x.len());
-    let mut stats = vec![(0f32, 0f32); blocks];
     if m == 0 {
-        return (y, vec![0.0; blocks], vec![0.0; blocks]);
+        return (vec![0.0; x.len()], vec![0.0; blocks], vec![0.0; blocks]);
     }
+    let mut y = super::buf::uninit(x.len());
+    let mut stats = vec![(0f32, 0f32); blocks];
     y.par_chunks_mut(m)
         .zip(x.par_chunks(m))
         .zip(stats.par_iter_mut())
@@ -114,7 +116,9 @@ pub(crate) fn group_norm_forward(
             *st = forward_block(g, blk % g.groups, xb, yb, gamma, beta);
         });
     let (mean, rstd) = stats.into_iter().unzip();
-    (y, mean, rstd)
+    // SAFETY: the blocks partition `y` (x.len() = n·groups·m) and `forward_block` writes
+    // every float of its block (each channel row of the group).
+    (unsafe { super::buf::assume_init(y) }, mean, rstd)
 }
 
 /// dz (the gradient before the affine γ) of one channel row into `dz`, returning
@@ -125,7 +129,7 @@ pub(crate) fn group_norm_forward(
 fn dz_row<const SILU: bool>(
     x: &[f32],
     dy: &[f32],
-    dz: &mut [f32],
+    dz: &mut [MaybeUninit<f32>],
     mu: f32,
     r: f32,
     gam: f32,
@@ -151,7 +155,7 @@ fn dz_row<const SILU: bool>(
         for ((xv, gv), dv) in (&mut xc).zip(&mut gc).zip(&mut dc) {
             for i in 0..LANES {
                 let (d, xhat) = grad(xv[i], gv[i]);
-                dv[i] = d;
+                dv[i].write(d);
                 a[i] += d * xhat;
                 b[i] += d;
             }
@@ -161,7 +165,7 @@ fn dz_row<const SILU: bool>(
         let rest = xc.remainder().iter().zip(gc.remainder());
         for ((&v, &gy), d) in rest.zip(dc.into_remainder()) {
             let (dv, xhat) = grad(v, gy);
-            *d = dv;
+            d.write(dv);
             dot += (dv * xhat) as f64;
             sum += dv as f64;
         }
@@ -180,7 +184,7 @@ simd::multiversion! {
         r: f32,
         xb: &[f32],
         dyb: &[f32],
-        dxb: &mut [f32],
+        dxb: &mut [MaybeUninit<f32>],
         dgp: &mut [f32],
         dbp: &mut [f32],
         gamma: &[f32],
@@ -202,6 +206,9 @@ simd::multiversion! {
             sum_d += gamma[ch] as f64 * dbt;
             sum_dxhat += gamma[ch] as f64 * dg;
         }
+        // SAFETY: `dz_row` wrote every float of each channel row, and the rows make up the
+        // block (cg·hw floats).
+        let dxb: &mut [f32] = unsafe { &mut *(dxb as *mut [MaybeUninit<f32>] as *mut [f32]) };
         let m = xb.len() as f64;
         let a = (sum_d / m) as f32;
         let b = (sum_dxhat / m) as f32;
@@ -233,11 +240,14 @@ pub(crate) fn group_norm_backward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let m = g.group_len();
     let cg = g.c / g.groups;
-    let mut dx = super::buf::zeroed(x.len());
+    if m == 0 {
+        return (vec![0.0; x.len()], vec![0.0; g.c], vec![0.0; g.c]);
+    }
+    let mut dx = super::buf::uninit(x.len());
     // Per-image partial dγ, dβ: [n, c], reduced over the batch at the end.
     let mut dgamma_part = vec![0f32; g.n * g.c];
     let mut dbeta_part = vec![0f32; g.n * g.c];
-    if m > 0 {
+    {
         dx.par_chunks_mut(m)
             .zip(x.par_chunks(m).zip(dy.par_chunks(m)))
             .zip(
@@ -273,5 +283,6 @@ pub(crate) fn group_norm_backward(
         out
     };
     let (dgamma, dbeta) = (reduce(&dgamma_part), reduce(&dbeta_part));
-    (dx, dgamma, dbeta)
+    // SAFETY: the blocks partition `dx` and `backward_block` writes every float of its block.
+    (unsafe { super::buf::assume_init(dx) }, dgamma, dbeta)
 }
