@@ -87,15 +87,7 @@ impl Grid {
 
     /// Offsets of the rows `(c, i, j)` (in im2col order) from a position's float.
     fn row_offsets(&self) -> Vec<usize> {
-        let mut off = Vec::with_capacity(self.c * self.kh * self.kw);
-        for c in 0..self.c {
-            for i in 0..self.kh {
-                for j in 0..self.kw {
-                    off.push(c * self.plane() + (i * self.wp + j) * self.n);
-                }
-            }
-        }
-        off
+        direct::tap_offsets(self.c, [self.kh, self.kw], self.plane(), self.wp, self.n)
     }
 
     /// `x` (`[n][c][h][w]`) transposed into the grid, with `c_alloc ≥ c` channels (the extra

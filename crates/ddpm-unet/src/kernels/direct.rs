@@ -201,15 +201,7 @@ impl Grid {
 
     /// Offsets of the rows `(c, i, j)` (in im2col order) from the start of an image's planes.
     fn row_offsets(&self) -> Vec<usize> {
-        let mut off = Vec::with_capacity(self.c * self.kh * self.kw);
-        for c in 0..self.c {
-            for i in 0..self.kh {
-                for j in 0..self.kw {
-                    off.push(c * self.plane + i * self.wp + j);
-                }
-            }
-        }
-        off
+        tap_offsets(self.c, [self.kh, self.kw], self.plane, self.wp, 1)
     }
 
     /// `n` images `[n][c][h][w]` copied into zeroed grids `[n][c][plane]`.
@@ -226,6 +218,27 @@ impl Grid {
             });
         out
     }
+}
+
+/// `c·plane + (i·wp + j)·unit` for every row `(c, i, j)` of the im2col matrix (in its order):
+/// where tap `(i, j)` of channel `c` starts relative to an output position, on a grid of
+/// `wp` columns of `unit` floats and `plane` floats per channel.
+pub(crate) fn tap_offsets(
+    c: usize,
+    [kh, kw]: [usize; 2],
+    plane: usize,
+    wp: usize,
+    unit: usize,
+) -> Vec<usize> {
+    let mut off = Vec::with_capacity(c * kh * kw);
+    for ch in 0..c {
+        for i in 0..kh {
+            for j in 0..kw {
+                off.push(ch * plane + (i * wp + j) * unit);
+            }
+        }
+    }
+    off
 }
 
 /// Pointer wrapper for the micro-kernels' raw reads (shared across rayon workers).
