@@ -14,7 +14,8 @@
 //! The input (and, for the input gradient, dy) is transposed into the grid in the pass that
 //! pads it anyway, and the kernel's output rows are transposed back to NCHW in the pass that
 //! adds the bias. The weight gradient sums over output rows instead of images
-//! ([`super::direct::DwSums`]) with dy transposed to `[co][oh][ow][n]`.
+//! ([`super::direct::DwSums`]), reading dy from the interior of the input gradient's padded
+//! dy grid (one transpose of dy serves both).
 
 use std::mem::MaybeUninit;
 
@@ -23,9 +24,9 @@ use rayon::prelude::*;
 use super::conv::{Add, ConvGeom};
 use super::direct::{self, DwSums, Isa};
 
-/// Batches below this (or not a multiple of it) keep the per-image grid: strips are 16
-/// floats wide at most, so a row's run of `ow·n` floats splits into whole vectors only when
-/// `n` is a multiple of 16.
+/// Batches that are not a multiple of this keep the per-image grid: a row's run of `ow·n`
+/// floats splits into whole vectors (16 floats with AVX-512) only when `n` is a multiple of
+/// 16.
 pub(crate) const BATCH_MULTIPLE: usize = 16;
 
 /// Whether the batch-innermost kernels serve `g`: the direct kernels do, both channel counts

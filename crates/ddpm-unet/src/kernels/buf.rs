@@ -30,8 +30,9 @@ pub(crate) fn zeroed(len: usize) -> Vec<f32> {
 
 /// `len` uninitialised floats for a kernel that writes every one of them before anything
 /// reads them (an output pass, a transpose): zeroing them first, as [`zeroed`] does, is one
-/// more pass over memory that is not in cache yet, which measured 3–6% of an `mnist-small`
-/// training step. [`assume_init`] hands the written buffer on.
+/// more pass over memory that is not in cache yet, which measured 1.5–2% of an `mnist-small`
+/// or `mnist` training step (about 5% while the machine's shared cache was contended).
+/// [`assume_init`] hands the written buffer on.
 ///
 /// With debug assertions (the test builds) the floats start as NaN instead, so that a kernel
 /// leaving one unwritten fails its tests rather than passing on memory that happened to be

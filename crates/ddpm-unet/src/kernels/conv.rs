@@ -319,12 +319,11 @@ pub(crate) fn conv2d_backward(
         return (dx, dw, db);
     }
     #[cfg(target_arch = "x86_64")]
-    if use_direct(g) && use_batched(g) {
-        let (dx, dw) = super::batched::conv2d_grads(g, x, w, dy, need_dx, need_dw);
-        return (dx, dw, db);
-    }
-    #[cfg(target_arch = "x86_64")]
     if use_direct(g) {
+        if use_batched(g) {
+            let (dx, dw) = super::batched::conv2d_grads(g, x, w, dy, need_dx, need_dw);
+            return (dx, dw, db);
+        }
         let dx = need_dx.then(|| super::direct::conv2d_input_grad(g, w, dy));
         let dw = need_dw.then(|| super::direct::conv2d_weight_grad(g, x, dy));
         return (dx, dw, db);
